@@ -1,0 +1,150 @@
+"""One validated configuration for one training run: data, task, network, diffusion, training, evaluation.
+
+Constructor arguments are the config (nanoGPT's GPTConfig): every field below is read by exactly one
+module, and unknown keys are refused. A run writes its resolved config as JSON next to its checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the images come from (read by model/data)."""
+
+    source: Literal["folder", "places2", "faces", "landscapes", "synthetic-faces", "synthetic-landscapes"] = (
+        "faces"
+    )
+    path: str | None = None  # folder / places2 root; for faces/landscapes: use this folder instead of Debian's
+    categories: list[str] = Field(default_factory=lambda: ["forest", "mountain"])  # places2 only
+    image_size: int = Field(32, ge=8, le=1024)
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of files hashed into the test split
+    max_images: int | None = Field(None, ge=1)  # cap per split, after the deterministic split
+    synthetic_count: int = Field(256, ge=4)  # images made by the synthetic-* generators (train + test)
+    crops_per_image: int = Field(3, ge=1, le=16)  # deterministic crops per landscape photo
+    cache_dir: str = "results/.cache"
+
+    @model_validator(mode="after")
+    def _needs_path(self):
+        if self.source in ("folder", "places2") and not self.path:
+            raise ValueError(f"data.path is required for source '{self.source}'")
+        return self
+
+
+class TaskConfig(_Strict):
+    """What is hidden from the network and must be generated (read by model/tasks)."""
+
+    name: Literal["inpainting", "colorization", "uncropping"] = "inpainting"
+    mask: Literal["paper", "center", "free_form", "irregular", "bbox"] = "paper"  # inpainting only
+    uncrop: Literal["left", "right", "top", "bottom", "border", "random"] = "random"  # uncropping only
+
+
+class UNetConfig(_Strict):
+    """Palette / guided-diffusion UNet (read by model/unet.py)."""
+
+    base_channels: int = Field(64, ge=8)
+    channel_mults: list[int] = Field(default_factory=lambda: [1, 2, 2])
+    num_res_blocks: int = Field(2, ge=1)
+    attn_resolutions: list[int] = Field(default_factory=lambda: [16, 8])
+    head_channels: int = Field(32, ge=8)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    norm_groups: int = Field(32, ge=1)
+    channels_last: bool = True  # memory format of activations; measured in tests/benchmarks
+
+    @model_validator(mode="after")
+    def _groups_divide(self):
+        for m in self.channel_mults:
+            if m < 1:
+                raise ValueError("model.channel_mults must be positive integers")
+            if (self.base_channels * m) % self.norm_groups:
+                raise ValueError(
+                    f"model.norm_groups={self.norm_groups} must divide every level's channels "
+                    f"(base_channels*mult={self.base_channels * m})"
+                )
+        return self
+
+
+class DiffusionConfig(_Strict):
+    """Noise schedule and training objective (read by model/schedule.py and model/objective.py)."""
+
+    schedule: Literal["linear", "cosine", "quadratic"] = "linear"
+    timesteps: int = Field(2000, ge=1, le=100_000)
+    beta_start: float = Field(1e-6, gt=0.0, lt=1.0)
+    beta_end: float = Field(0.01, gt=0.0, lt=1.0)
+    betas: list[float] | None = None  # explicit betas; overrides schedule/timesteps/beta range
+    # The paper's "2000 -> 1200 steps with more noise per step": rescale this schedule's betas so that
+    # alpha_bar_T equals that of the same schedule with `match_terminal` steps.
+    match_terminal: int | None = Field(None, ge=1)
+    loss: Literal["l1", "l2"] = "l2"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.betas is not None:
+            if not self.betas or any(not 0.0 < b < 1.0 for b in self.betas):
+                raise ValueError("diffusion.betas must be a non-empty list of numbers in (0, 1)")
+        if self.beta_end < self.beta_start:
+            raise ValueError("diffusion.beta_end must be >= diffusion.beta_start")
+        return self
+
+
+class TrainConfig(_Strict):
+    """Algorithm 2 (incremental learning) and the optimiser (read by model/trainer.py)."""
+
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    warmup_images: int = Field(2000, ge=0)  # linear LR warm-up, counted in images seen (edm)
+    weight_decay: float = Field(0.0, ge=0.0)
+    ema_decay: float = Field(0.9999, ge=0.0, lt=1.0)
+    subsets: int = Field(1, ge=1)  # N: 1 = batch learning
+    epochs_per_subset: int = Field(1, ge=1)  # E
+    epochs: int | None = Field(None, ge=1)  # overrides N*E; subsets then cycle
+    seed: int = 0
+    checkpoint_every_steps: int | None = Field(None, ge=1)  # mid-epoch checkpoints (plus every epoch end)
+    keep_checkpoints: int = Field(2, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    compile: bool = False  # torch.compile the network
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else self.subsets * self.epochs_per_subset
+
+
+class EvalConfig(_Strict):
+    """Evaluation during and after training (read by model/evaluate.py)."""
+
+    every_epochs: int = Field(0, ge=0)  # 0: only after the last epoch
+    n_samples: int = Field(64, ge=2)
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    steps: int = Field(50, ge=1)  # DDIM steps (DDPM uses all T)
+    eta: float = Field(0.0, ge=0.0, le=1.0)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 1234
+    metrics: list[Literal["fid", "kid", "l1", "psnr", "ssim"]] = Field(
+        default_factory=lambda: ["fid", "kid", "l1", "psnr", "ssim"]
+    )
+    save_images: int = Field(8, ge=0)  # triplets written as PNG
+
+
+class RunConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: UNetConfig = Field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _size_divides(self):
+        down = 2 ** (len(self.model.channel_mults) - 1)
+        if self.data.image_size % down:
+            raise ValueError(
+                f"data.image_size={self.data.image_size} must be divisible by {down} "
+                f"(2 ** (len(model.channel_mults) - 1))"
+            )
+        return self
