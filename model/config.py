@@ -28,7 +28,7 @@ class DataConfig(_Strict):
     max_images: int | None = Field(None, ge=1)  # cap per split, after the deterministic split
     synthetic_count: int = Field(256, ge=4)  # images made by the synthetic-* generators (train + test)
     crops_per_image: int = Field(3, ge=1, le=16)  # deterministic crops per landscape photo
-    cache_dir: str = "results/.cache"
+    cache_dir: str | None = None  # decoded-image cache; None: $PALETTE_BENCH_CACHE or ~/.cache/palette-bench
 
     @model_validator(mode="after")
     def _needs_path(self):
@@ -101,6 +101,9 @@ class TrainConfig(_Strict):
     warmup_images: int = Field(2000, ge=0)  # linear LR warm-up, counted in images seen (edm)
     weight_decay: float = Field(0.0, ge=0.0)
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0)
+    # decay_n = min(ema_decay, (1 + n) / (10 + n)) after n updates: without it a 0.9999 EMA of a short
+    # CPU run would stay at the random initialisation.
+    ema_warmup: bool = True
     subsets: int = Field(1, ge=1)  # N: 1 = batch learning
     epochs_per_subset: int = Field(1, ge=1)  # E
     epochs: int | None = Field(None, ge=1)  # overrides N*E; subsets then cycle

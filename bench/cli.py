@@ -1,0 +1,250 @@
+"""The `bench` command: run ablation studies, train one config, evaluate, FID, status, reports, perf.
+
+Bad input (a malformed study, a missing folder, a damaged checkpoint) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from model.errors import BenchError, ConfigError
+
+from .presets import DEFAULT_SCALE, SCALES
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _storage_default(results: Path) -> str:
+    return f"sqlite:///{results}/bench.db"
+
+
+def parse_budget(text: str | None):
+    """'90' or '90m' -> minutes; '3ep' -> epochs (the paper's Colab sessions)."""
+    from model.trainer import Budget
+
+    if text is None:
+        return Budget()
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(m|min|ep|epochs?)?\s*", text)
+    if not m:
+        raise ConfigError(f"--session-budget {text!r}: use minutes ('90m') or epochs ('3ep')")
+    value, unit = float(m.group(1)), m.group(2) or "m"
+    if value <= 0:
+        raise ConfigError(f"--session-budget {text!r}: must be positive")
+    return Budget(epochs=int(value)) if unit.startswith("ep") else Budget(minutes=value)
+
+
+def cmd_run(args) -> int:
+    from . import dryrun, runner
+    from .preflight import preflight
+    from .progress import StudyProgress, console, print_table
+    from .study import load_study
+
+    study = load_study(args.file, args.scale)
+    budget = parse_budget(args.session_budget)
+    sizes = preflight(study, args.results)
+    if args.dry_run:
+        dryrun.print_plan(study, sizes, args.device)
+        return 0
+    storage = args.storage or _storage_default(args.results)
+    args.results.mkdir(parents=True, exist_ok=True)
+    with StudyProgress(len(study.trials), f"{study.name} ({study.scale})") as progress:
+        summary = runner.run_study(study, args.results, storage, device=args.device, max_trials=args.trials,
+                                   budget=budget, retry_failed=args.retry_failed, progress=progress)
+    rows = runner.study_status(study, args.results)
+    print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
+                rows, ["label", "seed", "stage", "state"])
+    if summary.paused:
+        console.print("session budget reached: run the same command again to resume")
+    elif not args.no_report:
+        from .report import write_report
+
+        path = write_report(args.results / study.name, formats=("md", "csv"))
+        console.print(f"report: {path}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .progress import print_table
+    from .runner import study_status
+    from .study import load_study
+
+    study = load_study(args.file, args.scale)
+    print_table(f"study {study.name} ({study.scale})", study_status(study, args.results),
+                ["trial", "label", "seed", "stage", "state"])
+    return 0
+
+
+def cmd_list(args) -> int:
+    import optuna
+
+    from .progress import print_table
+
+    storage = args.storage or _storage_default(args.results)
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
+        print(f"no studies yet ({storage})")
+        return 0
+    rows = []
+    for s in optuna.get_all_study_summaries(storage=storage):
+        rows.append({"study": s.study_name, "trials": s.n_trials, "scale": s.user_attrs.get("scale", ""),
+                     "best": s.best_trial.value if s.best_trial else ""})
+    print_table(f"studies in {storage}", rows)
+    return 0
+
+
+def cmd_train(args) -> int:
+    import yaml
+
+    from model.trainer import train
+
+    from .progress import StudyProgress, console
+    from .study import _flatten, resolve_config
+
+    try:
+        raw = yaml.safe_load(Path(args.config).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{args.config}: cannot read config ({type(e).__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{args.config}: a config file must be a mapping (data, task, model, ...)")
+    try:
+        cfg = resolve_config([("scale preset", SCALES[args.scale]), ("config", _flatten(raw))])
+    except ConfigError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    run_dir = args.run_dir or Path(args.results) / "train" / Path(args.config).stem
+    with StudyProgress(1, f"train {run_dir}") as progress:
+        result = train(cfg, run_dir, device=args.device, init_from=args.init_from,
+                       budget=parse_budget(args.session_budget), on_step=progress.step)
+    last = result.history[-1] if result.history else {}
+    console.print(f"{result.status}: epoch {last.get('epoch', 0)}/{cfg.train.total_epochs}, "
+                  f"{last.get('images_seen', 0)} images seen, checkpoint {result.checkpoint}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from model.evaluate import evaluate
+
+    metrics = evaluate(args.run_dir, split=args.split, n_samples=args.n_samples, sampler=args.sampler,
+                       steps=args.steps, seed=args.seed, device=args.device)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_fid(args) -> int:
+    from model.metrics.fid import fid_from_folders
+
+    value = fid_from_folders(args.path_a, args.path_b, device=args.device, batch_size=args.batch_size)
+    print(f"FID:  {value}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(Path(args.study_dir), formats=tuple(args.format))
+    print(path)
+    return 0
+
+
+def cmd_perf(args) -> int:
+    from .perf import run_perf
+
+    run_perf(out_dir=Path(args.out), quick=args.quick, device=args.device)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp, scale=True):
+        sp.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+        sp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+        if scale:
+            sp.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
+                            help=f"size preset (default: {DEFAULT_SCALE})")
+
+    sp = sub.add_parser("run", help="run (or resume) an ablation study: every sweep point x seed")
+    sp.add_argument("file", help="study file, e.g. ablations/timesteps.yaml")
+    common(sp)
+    sp.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<results>/bench.db)")
+    sp.add_argument("--trials", type=int, help="run at most N trials in this call")
+    sp.add_argument("--dry-run", action="store_true", help="print the expanded grid and estimated cost, run nothing")
+    sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
+    sp.add_argument("--retry-failed", action="store_true", help="run failed trials again")
+    sp.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("status", help="trials of a study and their states")
+    sp.add_argument("file")
+    common(sp)
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("list", help="studies in the Optuna storage")
+    common(sp, scale=False)
+    sp.add_argument("--storage")
+    sp.set_defaults(func=cmd_list)
+
+    sp = sub.add_parser("train", help="train one config (YAML of data/task/model/diffusion/train/eval keys)")
+    sp.add_argument("config")
+    common(sp)
+    sp.add_argument("--run-dir", type=Path, help="run folder (default: <results>/train/<config name>)")
+    sp.add_argument("--init-from", type=Path, help="start from another run's checkpoint (transfer)")
+    sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="sample a trained run on a split and compute FID/KID/PSNR/SSIM")
+    sp.add_argument("run_dir", type=Path)
+    common(sp, scale=False)
+    sp.add_argument("--split", default="test", choices=["train", "test"])
+    sp.add_argument("--n-samples", type=int)
+    sp.add_argument("--sampler", choices=["ddim", "ddpm"])
+    sp.add_argument("--steps", type=int)
+    sp.add_argument("--seed", type=int)
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("fid", help="FID between two folders or .npz stats (as python -m pytorch_fid)")
+    sp.add_argument("path_a")
+    sp.add_argument("path_b")
+    sp.add_argument("--batch-size", type=int, default=50)
+    sp.add_argument("--device", default="auto")
+    sp.set_defaults(func=cmd_fid)
+
+    sp = sub.add_parser("report", help="write report.md, CSV tables and figures for a study folder")
+    sp.add_argument("study_dir")
+    sp.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "html"])
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("perf", help="measure throughput against peers and the machine's limits")
+    sp.add_argument("--out", default="results/perf")
+    sp.add_argument("--quick", action="store_true", help="fewer repeats (for a smoke check)")
+    sp.add_argument("--device", default="auto")
+    sp.set_defaults(func=cmd_perf)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) not in (None, "auto"):
+        from model.device import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except BenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

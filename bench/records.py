@@ -1,0 +1,134 @@
+"""Tidy records of a study, rebuilt from the finished trials' files (never appended to in place).
+
+`records.csv` (long form): one row per trial, stage, epoch and metric, swept parameters as columns.
+`trials.csv`: one row per trial with its final metrics, time per epoch, total hours, images seen and the
+speed-up against the study's baseline. Both are rebuilt from `trials/*/trial.json` and the runs'
+`history.json` under a lock and replaced atomically, so a kill at any moment leaves either the old or the
+new file, and a trial can never appear twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.checkpoint import atomic_write_bytes
+
+from .locks import file_lock
+
+ID_COLUMNS = ["trial", "label", "seed", "stage", "transfer_source", "is_baseline"]
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def finished_trials(study_dir: Path) -> list[dict]:
+    out = []
+    for f in sorted((Path(study_dir) / "trials").glob("*/trial.json")):
+        out.append(read_json(f))
+    return out
+
+
+def _point_columns(trial: dict) -> dict:
+    return {f"param:{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in trial["point"].items()}
+
+
+def _metric_items(record: dict) -> list[tuple[str, float]]:
+    items = [("loss", record["loss"]), ("epoch_seconds", record["epoch_seconds"]),
+             ("images_per_second", record["images_per_second"])]
+    items += [(k, v) for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))]
+    return items
+
+
+def records_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
+    rows = []
+    for t in trials:
+        if t["state"] != "complete":
+            continue
+        for run in t["chain"]:
+            history = read_json(Path(study_dir) / "runs" / run["key"] / "history.json")
+            for rec in history:
+                base = {"trial": t["key"], "label": t["label"], "seed": t["seed"], "stage": run["stage"],
+                        "transfer_source": run["transfer_source"], "is_baseline": t["is_baseline"],
+                        "target_stage": run["stage"] == t["stage"], "epoch": rec["epoch"],
+                        "subset": rec["subset"], "images_seen": rec["images_seen"],
+                        "train_hours": rec["train_seconds"] / 3600, **_point_columns(t)}
+                for metric, value in _metric_items(rec):
+                    rows.append({**base, "metric": metric, "value": float(value)})
+    return pd.DataFrame(rows)
+
+
+def _trial_row(study_dir: Path, t: dict) -> dict:
+    row = {"trial": t["key"], "label": t["label"], "seed": t["seed"], "stage": t["stage"],
+           "transfer_source": t["transfer_source"], "is_baseline": t["is_baseline"], "state": t["state"],
+           "reason": t.get("reason", ""), "optuna_trial": t.get("optuna_trial"), **_point_columns(t)}
+    if t["state"] != "complete":
+        return row
+    target = t["chain"][-1]
+    history = read_json(Path(study_dir) / "runs" / target["key"] / "history.json")
+    chain_seconds = sum(read_json(Path(study_dir) / "runs" / r["key"] / "history.json")[-1]["train_seconds"]
+                        for r in t["chain"])
+    last = history[-1]
+    evaluated = [r for r in history if r.get("metrics")]
+    row.update({
+        "epochs": last["epoch"], "images_seen": last["images_seen"], "num_parameters": t["num_parameters"],
+        "time_per_epoch_min": float(np.mean([r["epoch_seconds"] for r in history])) / 60,
+        "total_hours": last["train_seconds"] / 3600, "chain_hours": chain_seconds / 3600,
+        "final_loss": last["loss"],
+    })
+    if evaluated:
+        row.update({k: v for k, v in evaluated[-1]["metrics"].items() if isinstance(v, (int, float, str))})
+    return row
+
+
+def _speedups(df: pd.DataFrame, axes: list[str], baseline_axes: list[str]) -> pd.DataFrame:
+    """speedup = baseline total hours / this trial's total hours (and the same per epoch).
+
+    A trial's baseline is the baseline trials that agree with it on every axis that is not a baseline
+    axis (e.g. the from-scratch run of the same target stage); failing that, all baseline trials.
+    """
+    df["speedup"] = np.nan
+    df["speedup_per_epoch"] = np.nan
+    done = df["state"] == "complete"
+    base = df[done & df["is_baseline"]]
+    if base.empty:
+        return df
+    other = [f"param:{a}" for a in axes if a not in baseline_axes]
+    for i in df.index[done]:
+        match = base
+        for col in other:
+            match = match[match[col].astype(str) == str(df.at[i, col])]
+        match = match if not match.empty else base
+        df.at[i, "speedup"] = match["total_hours"].mean() / df.at[i, "total_hours"]
+        df.at[i, "speedup_per_epoch"] = match["time_per_epoch_min"].mean() / df.at[i, "time_per_epoch_min"]
+    return df
+
+
+def trials_frame(study_dir: Path, trials: list[dict], axes: list[str], baseline_axes: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame([_trial_row(study_dir, t) for t in trials])
+    if df.empty:
+        return df
+    return _speedups(df, axes, baseline_axes)
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode()))
+
+
+def rebuild(study_dir: Path, axes: list[str], baseline_axes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rewrite records.csv and trials.csv from the finished trials (atomic, under the study lock)."""
+    study_dir = Path(study_dir)
+    with file_lock(study_dir / ".records.lock"):
+        trials = finished_trials(study_dir)
+        records = records_frame(study_dir, trials)
+        table = trials_frame(study_dir, trials, axes, baseline_axes)
+        _write_csv(study_dir / "records.csv", records)
+        _write_csv(study_dir / "trials.csv", table)
+    return records, table

@@ -1,0 +1,221 @@
+"""`bench run`: every sweep point x seed of a study becomes one Optuna trial, run to completion or resumed.
+
+Layout under `results/<study>/`:
+    runs/<stage>-<hash>/     one training run (config.json, checkpoints/, history.json, samples/, done.json);
+                             shared by every trial whose stage chain contains it (content-hashed)
+    trials/<trial key>/      trial.json (written last, atomically: the trial's "done" marker)
+    records.csv, trials.csv  rebuilt from the finished trials after each trial
+Exactly-once: a worker claims a trial with a non-blocking flock on trials/<key>/.lock and a stage run with a
+blocking one, so several workers on one machine share the grid and no point runs twice. A killed worker's
+locks die with it; the next `bench run` resumes the trial from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from model.errors import BenchError
+from model.evaluate import Evaluator
+from model.trainer import Budget, train, write_json
+
+from . import records
+from .locks import file_lock, is_locked
+from .study import SCRATCH, StageRun, Study, Trial
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class RunSummary:
+    ran: int = 0
+    skipped: int = 0
+    failed: int = 0
+    paused: bool = False
+
+
+def open_study(study: Study, storage: str) -> optuna.Study:
+    labels = sorted({t.label for t in study.trials})
+    seeds = sorted({t.seed for t in study.trials})
+    # The grid is declared to Optuna (dashboard, `bench tune`); trials are claimed through file locks,
+    # because GridSampler may hand the same point to two workers running at once.
+    sampler = optuna.samplers.GridSampler({"point": labels, "seed": seeds}, seed=0)
+    ostudy = optuna.create_study(study_name=study.name, storage=storage, load_if_exists=True,
+                                 direction="minimize", sampler=sampler)
+    ostudy.set_user_attr("study_file", str(study.path))
+    ostudy.set_user_attr("scale", study.scale)
+    ostudy.set_user_attr("axes", study.axes)
+    ostudy.set_user_attr("n_trials", len(study.trials))
+    ostudy.set_user_attr("quality_metric", study.spec.quality_metric)
+    return ostudy
+
+
+def _new_optuna_trial(ostudy: optuna.Study, study: Study, trial: Trial) -> optuna.Trial:
+    labels = sorted({t.label for t in study.trials})
+    seeds = sorted({t.seed for t in study.trials})
+    for old in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if old.user_attrs.get("key") == trial.key:  # its worker died (we hold the trial's lock now)
+            ostudy._storage.set_trial_user_attr(old._trial_id, "fail_reason", "interrupted; resumed by a new trial")
+            ostudy._storage.set_trial_state_values(old._trial_id, TrialState.FAIL)
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING, params={"point": trial.label, "seed": trial.seed},
+        distributions={"point": CategoricalDistribution(labels), "seed": CategoricalDistribution(seeds)},
+        user_attrs={"key": trial.key, "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
+                    **{f"param:{k}": v for k, v in trial.point.items()}})
+    return optuna.Trial(ostudy, ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template))
+
+
+def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, quality: str,
+              report: Callable[[int, float], None] | None, on_step: Callable[[dict], None] | None) -> dict:
+    """Train one stage run (or find it done), after its upstream runs; returns its done.json."""
+    run_dir = runs_dir / run.key
+    done_file = run_dir / "done.json"
+    with file_lock(runs_dir / f".{run.key}.lock"):
+        if done_file.exists():
+            return records.read_json(done_file)
+        init_from = None
+        if run.upstream is not None:
+            init_from = Path(records.read_json(runs_dir / run.upstream.key / "done.json")["checkpoint"])
+        evaluator = Evaluator(run.config, device=device, out_dir=run_dir / "samples")
+
+        def on_epoch_end(record: dict, history: list[dict]) -> None:
+            if report is not None and quality in record.get("metrics", {}):
+                report(record["epoch"], record["metrics"][quality])
+
+        result = train(run.config, run_dir, device=device, init_from=init_from, budget=budget,
+                       evaluate_fn=evaluator, on_step=on_step, on_epoch_end=on_epoch_end)
+        if result.status != "done":
+            return {"status": result.status}
+        done = {"status": "done", "checkpoint": str(result.checkpoint), "num_parameters": result.num_parameters,
+                "stage": run.stage, "transfer_source": run.transfer_source}
+        write_json(done_file, done)
+        return done
+
+
+def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path, device: str,
+              budget: Budget, on_step=None) -> str:
+    """Run one claimed trial; returns 'complete', 'failed' or 'paused'."""
+    trial_dir = study_dir / "trials" / trial.key
+    otrial = _new_optuna_trial(ostudy, study, trial)
+    quality = study.spec.quality_metric
+    write_json(trial_dir / "config.json", {r.stage: r.config.model_dump(mode="json") for r in trial.run.chain()})
+    info = {"key": trial.key, "label": trial.label, "seed": trial.seed, "point": trial.point,
+            "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
+            "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
+            "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}
+                      for r in trial.run.chain()]}
+    try:
+        done = {}
+        for run in trial.run.chain():
+            is_target = run is trial.run
+            done = run_stage(run, study_dir / "runs", device, budget, quality,
+                             otrial.report if is_target else None, on_step)
+            if done["status"] != "done":
+                otrial.set_user_attr("status", "paused (session budget)")
+                return "paused"  # left RUNNING; the next `bench run` resumes it from its checkpoint
+        history = records.read_json(study_dir / "runs" / trial.run.key / "history.json")
+        final = next((r["metrics"] for r in reversed(history) if r.get("metrics")), {})
+        info.update(state="complete", num_parameters=done["num_parameters"])
+        _attrs(otrial, history, final, done["num_parameters"])
+        write_json(trial_dir / "trial.json", info)  # the trial's done marker, written last
+        ostudy.tell(otrial, float(final.get(quality, float("nan"))))
+        return "complete"
+    except (BenchError, torch.OutOfMemoryError, FloatingPointError, ValueError, RuntimeError) as e:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+        info.update(state="failed", reason=reason, num_parameters=None)
+        (trial_dir / "traceback.txt").write_text(traceback.format_exc())
+        write_json(trial_dir / "trial.json", info)
+        otrial.set_user_attr("fail_reason", reason)
+        ostudy.tell(otrial, state=TrialState.FAIL)
+        return "failed"
+
+
+def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameters: int) -> None:
+    secs = [r["epoch_seconds"] for r in history]
+    attrs = {"time_per_epoch_min": sum(secs) / len(secs) / 60, "total_hours": history[-1]["train_seconds"] / 3600,
+             "images_seen": history[-1]["images_seen"], "num_parameters": num_parameters,
+             "epochs": history[-1]["epoch"], **{f"final:{k}": v for k, v in final.items()}}
+    for k, v in attrs.items():
+        otrial.set_user_attr(k, v)
+
+
+def baseline_axes(study: Study) -> list[str]:
+    return list(study.spec.baseline)
+
+
+def run_study(study: Study, results_root: Path, storage: str, device: str = "auto", max_trials: int | None = None,
+              budget: Budget | None = None, retry_failed: bool = False, progress=None) -> RunSummary:
+    study_dir = Path(results_root) / study.name
+    (study_dir / "trials").mkdir(parents=True, exist_ok=True)
+    write_json(study_dir / "study.json", {"name": study.name, "file": str(study.path), "scale": study.scale,
+                                          "axes": study.axes, "baseline": study.spec.baseline,
+                                          "quality_metric": study.spec.quality_metric,
+                                          "description": study.spec.description, "trials": len(study.trials)})
+    ostudy = open_study(study, storage)
+    summary = RunSummary()
+    budget = budget or Budget()
+    started = time.perf_counter()
+    for trial in study.trials:
+        if max_trials is not None and summary.ran >= max_trials:
+            break
+        if budget.minutes is not None and (time.perf_counter() - started) / 60 >= budget.minutes:
+            summary.paused = True
+            break
+        trial_dir = study_dir / "trials" / trial.key
+        with file_lock(trial_dir / ".lock", blocking=False) as claimed:
+            if not claimed or _finished(trial_dir, retry_failed):
+                summary.skipped += 1
+                if progress:
+                    progress.trial_skipped(trial)
+                continue
+            if progress:
+                progress.trial_started(trial)
+            state = run_trial(study, ostudy, trial, study_dir, device, budget,
+                              on_step=progress.step if progress else None)
+            records.rebuild(study_dir, study.axes, baseline_axes(study))
+            if progress:
+                progress.trial_finished(trial, state)
+        summary.ran += state != "paused"
+        summary.failed += state == "failed"
+        if state == "paused":
+            summary.paused = True
+            break
+    return summary
+
+
+def _finished(trial_dir: Path, retry_failed: bool) -> bool:
+    f = trial_dir / "trial.json"
+    if not f.exists():
+        return False
+    if retry_failed and json.loads(f.read_text())["state"] == "failed":
+        f.unlink()
+        return False
+    return True
+
+
+def study_status(study: Study, results_root: Path) -> list[dict]:
+    """One row per trial: finished (complete / failed), running (locked by a live worker) or pending."""
+    rows = []
+    for t in study.trials:
+        trial_dir = Path(results_root) / study.name / "trials" / t.key
+        state = "pending"
+        if (trial_dir / "trial.json").exists():
+            state = records.read_json(trial_dir / "trial.json")["state"]
+        elif is_locked(trial_dir / ".lock"):
+            state = "running"
+        elif (Path(results_root) / study.name / "runs" / t.run.key / "checkpoints").exists():
+            state = "interrupted"
+        rows.append({"trial": t.key, "label": t.label, "seed": t.seed, "stage": t.run.stage, "state": state})
+    return rows
+
+
+__all__ = ["run_study", "study_status", "open_study", "SCRATCH"]

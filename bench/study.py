@@ -1,0 +1,278 @@
+"""Ablation files: load, validate at the edge, and expand into trials (points x seeds, with stage chains).
+
+A study file (YAML):
+
+    name: timesteps                  # optional; defaults to the file name
+    description: one line
+    base: {data: {source: faces}, diffusion.timesteps: 2000}    # nested or dotted keys
+    scales: {smoke: {train.epochs: 2}, cpu: {...}}              # per-scale keys of this study
+    stages:                          # optional chain; without it there is one stage, "main"
+      face_inpaint: {task.name: inpainting}
+      face_color: {task.name: colorization, transfer_source: face_inpaint}
+    sweep:
+      grid: {train.dropout: [0.0, 0.1]}                      # every combination
+      zip: {diffusion.timesteps: [2000, 1200], diffusion.match_terminal: [null, 2000]}  # move together
+    seeds: [0, 1]
+    baseline: {diffusion.timesteps: 2000}                   # the point speed-ups are measured against
+
+Special axes: `stage` (which stage a trial trains; its upstream stages run first, shared between trials)
+and `transfer_source` (`scratch` or a stage name: where the trained stage's weights start from).
+Order of precedence: config defaults < scale preset < base < stage < scales[scale] < sweep point.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model.config import RunConfig
+from model.errors import ConfigError
+
+from .presets import SCALES
+
+SPECIAL_AXES = ("stage", "transfer_source")
+SCRATCH = "scratch"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grid: dict[str, list] = Field(default_factory=dict)
+    zip: dict[str, list] = Field(default_factory=dict)
+
+
+class StudyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    description: str = ""
+    base: dict = Field(default_factory=dict)
+    scales: dict[str, dict] = Field(default_factory=dict)
+    stages: dict[str, dict] = Field(default_factory=dict)
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    baseline: dict = Field(default_factory=dict)
+    quality_metric: Literal["kid", "fid", "l1"] = "kid"  # what each Optuna trial reports (lower is better)
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One training run of one stage; shared by every trial whose chain contains the same run."""
+
+    stage: str
+    config: RunConfig
+    transfer_source: str  # SCRATCH, the stage name it starts from, or a checkpoint file (*.pt)
+    upstream: StageRun | None
+
+    @property
+    def key(self) -> str:
+        """Content hash of everything that determines this run's weights (its config and its upstream)."""
+        up = self.upstream.key if self.upstream else self.transfer_source
+        blob = json.dumps({"config": self.config.model_dump(mode="json"), "from": up}, sort_keys=True)
+        return f"{self.stage}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+    def chain(self) -> list[StageRun]:
+        return (self.upstream.chain() if self.upstream else []) + [self]
+
+
+@dataclass(frozen=True)
+class Trial:
+    point: dict  # axis -> value (JSON-able)
+    seed: int
+    label: str  # "a=1,b=2" (readable in optuna-dashboard)
+    run: StageRun  # the stage this trial trains (its chain runs first)
+    is_baseline: bool
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"point": self.point, "seed": self.seed}, sort_keys=True, default=str)
+        return "t-" + hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Study:
+    name: str
+    path: Path
+    scale: str
+    spec: StudyFile
+    trials: list[Trial] = field(default_factory=list)
+    axes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- helpers for dotted keys and errors
+def _set_dotted(tree: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{key}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def _flatten(overrides: dict, prefix: str = "") -> dict:
+    """Nested or dotted mapping -> {dotted key: value} (lists and scalars are leaves)."""
+    flat = {}
+    for k, v in (overrides or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key.count(".") < 1 and k in RunConfig.model_fields:
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def _known_keys() -> list[str]:
+    keys = []
+    for section, info in RunConfig.model_fields.items():
+        keys += [f"{section}.{k}" for k in info.annotation.model_fields]
+    return keys
+
+
+def _check_key(where: str, key: str, allow_special: bool = False) -> None:
+    if allow_special and key in SPECIAL_AXES:
+        return
+    if key not in _known_keys():
+        guess = difflib.get_close_matches(key, _known_keys() + list(SPECIAL_AXES), n=1, cutoff=0.6)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        raise ConfigError(f"{where}.{key}: unknown key{hint}")
+
+
+def _validation_message(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].replace("Value error, ", "")
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    value = err.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict) and value is not None else ""
+    return f"{loc}: {msg}{shown}" if loc else msg
+
+
+def resolve_config(layers: list[tuple[str, dict]]) -> RunConfig:
+    """Apply dotted-key layers in order onto the defaults; raise ConfigError naming the layer and key."""
+    tree: dict = {}
+    for where, flat in layers:
+        for key, value in flat.items():
+            _check_key(where, key)
+            _set_dotted(tree, key, value)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_validation_message(e)) from None
+
+
+# ---------------------------------------------------------------- loading and expansion
+def load_study(path: str | Path, scale: str) -> Study:
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: study file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{where}: YAML syntax error{pos}: {getattr(e, 'problem', e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot read study file ({e.__class__.__name__}: {e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a study file must be a mapping of keys (name, base, sweep, seeds, ...)")
+    try:
+        spec = StudyFile.model_validate(raw)
+    except ValidationError as e:
+        msg = _validation_message(e)
+        if e.errors()[0]["type"] == "extra_forbidden":
+            key = str(e.errors()[0]["loc"][-1])
+            guess = difflib.get_close_matches(key, list(StudyFile.model_fields), n=1)
+            msg += f" (did you mean '{guess[0]}'?)" if guess else ""
+        raise ConfigError(f"{where}: {msg}") from None
+    if scale not in SCALES:
+        raise ConfigError(f"--scale {scale!r}: expected one of {', '.join(SCALES)}")
+    name = spec.name or path.stem
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}: name {name!r}: use letters, digits, '_', '-' or '.', no path separators")
+    try:
+        return _expand(Study(name=name, path=path, scale=scale, spec=spec))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _axes(spec: StudyFile) -> tuple[list[str], list[dict]]:
+    """The sweep points: the zip block moves together, then the grid crosses everything."""
+    for key in list(spec.sweep.grid) + list(spec.sweep.zip):
+        _check_key("sweep", key, allow_special=True)
+    for key, values in list(spec.sweep.grid.items()) + list(spec.sweep.zip.items()):
+        if not values:
+            raise ConfigError(f"sweep.{key}: needs at least one value")
+    lengths = {len(v) for v in spec.sweep.zip.values()}
+    if len(lengths) > 1:
+        raise ConfigError(f"sweep.zip: all lists must have the same length (got {sorted(lengths)})")
+    zipped = [dict(zip(spec.sweep.zip, vals)) for vals in zip(*spec.sweep.zip.values())] or [{}]
+    grid_keys = list(spec.sweep.grid)
+    points = []
+    for combo in itertools.product(*spec.sweep.grid.values()):
+        for z in zipped:
+            points.append({**z, **dict(zip(grid_keys, combo))})
+    return list(spec.sweep.zip) + grid_keys, points
+
+
+def _label(point: dict) -> str:
+    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
+
+
+def _expand(study: Study) -> Study:
+    spec, scale = study.spec, study.scale
+    stages = spec.stages or {"main": {}}
+    for st in stages:
+        if not _NAME.match(st):
+            raise ConfigError(f"stages.{st}: stage names use letters, digits, '_', '-' or '.'")
+    scale_layer = _flatten(spec.scales.get(scale, {}))
+    for s in spec.scales:
+        if s not in SCALES:
+            raise ConfigError(f"scales.{s}: unknown scale (expected {', '.join(SCALES)})")
+
+    def stage_config(stage: str, point: dict, seed: int) -> tuple[RunConfig, str]:
+        own = dict(_flatten(stages[stage]))
+        source = own.pop("transfer_source", SCRATCH)
+        sweep = {k: v for k, v in point.items() if k not in SPECIAL_AXES}
+        layers = [("scale preset", SCALES[scale]), ("base", _flatten(spec.base)), (f"stages.{stage}", own),
+                  (f"scales.{scale}", scale_layer), ("sweep", sweep), ("seeds", {"train.seed": seed})]
+        source = point.get("transfer_source", source)
+        if source != SCRATCH and source not in stages and not str(source).endswith(".pt"):
+            raise ConfigError(f"transfer_source: {source!r} is neither 'scratch', a stage "
+                              f"({', '.join(stages)}) nor a checkpoint file (*.pt)")
+        return resolve_config(layers), source
+
+    def build_run(stage: str, point: dict, seed: int, seen: tuple = ()) -> StageRun:
+        if stage in seen:
+            raise ConfigError(f"stages.{stage}: transfer_source chain loops ({' -> '.join(seen + (stage,))})")
+        cfg, source = stage_config(stage, point, seed)
+        upstream_point = {}  # upstream stages use their own declared config, not the sweep point
+        upstream = build_run(source, upstream_point, seed, seen + (stage,)) if source in stages else None
+        return StageRun(stage=stage, config=cfg, transfer_source=source, upstream=upstream)
+
+    study.axes, points = _axes(spec)
+    default_stage = list(stages)[-1]
+    for key in spec.baseline:
+        if key not in study.axes:
+            raise ConfigError(f"baseline.{key}: not a swept axis ({', '.join(study.axes) or 'none'})")
+    for point in points:
+        stage = point.get("stage", default_stage)
+        if stage not in stages:
+            raise ConfigError(f"sweep.stage: {stage!r} is not a stage ({', '.join(stages)})")
+        is_base = bool(spec.baseline) and all(point.get(k) == v for k, v in spec.baseline.items())
+        for seed in spec.seeds:
+            run = build_run(stage, point, seed)
+            study.trials.append(Trial(point=point, seed=seed, label=_label(point), run=run, is_baseline=is_base))
+    if spec.baseline and not any(t.is_baseline for t in study.trials):
+        raise ConfigError(f"baseline: {spec.baseline} matches no sweep point")
+    return study

@@ -1,0 +1,165 @@
+"""Evaluation of a trained model: sample the task on a split with the EMA weights, then score it.
+
+Sample i uses its own seeds (mask/condition: seed + i; sampling noise: a second stream), so the same call
+gives the same numbers and two configs are compared on paired samples (edm). When more samples are asked
+for than the split has images, the split is cycled with fresh masks and noise (reference statistics are
+computed over the same cycled ground truth).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import latest_checkpoint, load_checkpoint
+from .config import RunConfig
+from .data import load_split
+from .device import autocast_context, resolve_device
+from .errors import CheckpointError
+from .metrics import image as image_metrics
+from .metrics.fid import feature_stats, frechet_distance
+from .metrics.inception import extract_features
+from .metrics.kid import kernel_inception_distance
+from .metrics.reference import reference_stats
+from .sample import sample
+from .samplers import make_sampler
+from .schedule import schedule_from_config
+from .tasks import make_task
+from .unet import UNet
+
+NOISE_STREAM = 1_000_003  # offset between a sample's condition seed and its sampling-noise seed
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] NCHW float -> uint8 NHWC."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def triplet_grid(gt: np.ndarray, inp: np.ndarray, out: np.ndarray) -> Image.Image:
+    """Rows of ground truth | input | output (the paper's Figures 10-14)."""
+    rows = [np.concatenate([g, i, o], axis=1) for g, i, o in zip(gt, inp, out)]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+class Evaluator:
+    """Called by the trainer as `evaluator(ema_net, epoch) -> metrics` at each evaluation epoch."""
+
+    def __init__(self, cfg: RunConfig, device="auto", out_dir: Path | None = None, split: str = "test",
+                 n_samples: int | None = None, sampler: str | None = None, steps: int | None = None,
+                 seed: int | None = None, save_all: bool = False):
+        ec = cfg.eval
+        self.cfg, self.device, self.out_dir, self.save_all = cfg, resolve_device(device), out_dir, save_all
+        self.n = n_samples or ec.n_samples
+        self.seed = ec.seed if seed is None else seed
+        self.sampler_name, self.steps = sampler or ec.sampler, steps or ec.steps
+        data = load_split(cfg.data, split)
+        self.targets = data.images[np.arange(self.n) % len(data.images)]
+        self.task = make_task(cfg.task)
+        self.sampler = make_sampler(self.sampler_name, schedule_from_config(cfg.diffusion), self.steps, ec.eta)
+        self.ref_key = {"source": cfg.data.source, "path": cfg.data.path, "split": split, "size": cfg.data.image_size,
+                        "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
+                        "synthetic_count": cfg.data.synthetic_count, "test_fraction": cfg.data.test_fraction}
+
+    def generate(self, net: torch.nn.Module, return_intermediates: bool = False):
+        """All n samples: (outputs, conditions, masks) as float tensors on the CPU, and seconds per image."""
+        outs, conds, masks, strip = [], [], [], None
+        seconds = 0.0
+        bs = self.cfg.eval.batch_size
+        for start in range(0, self.n, bs):
+            idx = range(start, min(start + bs, self.n))
+            y0 = torch.from_numpy(self.targets[start:start + len(idx)]).to(self.device)
+            y0 = y0.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+            cond_gens = [torch.Generator().manual_seed(self.seed + i) for i in idx]
+            noise_gens = [torch.Generator(self.device).manual_seed(self.seed + NOISE_STREAM + i) for i in idx]
+            cond, mask = self.task.make(y0, cond_gens)
+            t0 = time.perf_counter()
+            with autocast_context(self.device):
+                result = sample(net, cond, mask, y0, self.sampler, noise_gens,
+                                return_intermediates=return_intermediates and start == 0)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds += time.perf_counter() - t0
+            if isinstance(result, tuple):
+                result, strip = result
+            outs.append(result.float().cpu())
+            conds.append(cond.cpu())
+            masks.append(mask.cpu())
+        return torch.cat(outs), torch.cat(conds), torch.cat(masks), seconds / self.n, strip
+
+    def __call__(self, net: torch.nn.Module, epoch: int) -> dict:
+        final = epoch >= self.cfg.train.total_epochs
+        was_training = net.training
+        net.eval()
+        out, cond, mask, sec_per_image, strip = self.generate(net, return_intermediates=final)
+        net.train(was_training)
+        metrics = self.score(out, mask)
+        metrics.update(n_samples=self.n, sample_seconds_per_image=sec_per_image,
+                       sampler=f"{self.sampler_name}-{self.steps if self.sampler_name == 'ddim' else 'all'}")
+        if self.out_dir is not None:
+            self.save(epoch, out, cond, strip, final, metrics)
+        return metrics
+
+    def score(self, out: torch.Tensor, mask: torch.Tensor) -> dict:
+        metrics_wanted = set(self.cfg.eval.metrics)
+        gt = torch.from_numpy(self.targets).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        metrics: dict = {}
+        if metrics_wanted & {"fid", "kid"}:
+            ref = reference_stats(self.targets, self.ref_key, device=self.device)
+            feats = extract_features(to_uint8(out), device=self.device)
+            if "fid" in metrics_wanted:
+                mu, sigma = feature_stats(feats)
+                metrics["fid"] = frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
+            if "kid" in metrics_wanted:
+                metrics["kid"], metrics["kid_std"] = kernel_inception_distance(feats, ref["features"])
+        hole = None if self.cfg.task.name == "colorization" else mask
+        metrics.update(image_metrics.all_metrics(out, gt, hole, wanted=metrics_wanted))
+        return metrics
+
+    def save(self, epoch: int, out, cond, strip, final: bool, metrics: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        k = self.cfg.eval.save_images
+        gt = self.targets[:k]
+        if k:
+            triplet_grid(gt, to_uint8(cond[:k]), to_uint8(out[:k])).save(self.out_dir / f"triplets-epoch{epoch:04d}.png")
+        if final and strip is not None:
+            frames = [to_uint8(s[:1])[0] for s in strip]
+            Image.fromarray(np.concatenate(frames, axis=1)).save(self.out_dir / "denoising-strip.png")
+        if final and self.save_all:
+            folder = self.out_dir / "samples"
+            folder.mkdir(exist_ok=True)
+            for i, img in enumerate(to_uint8(out)):
+                Image.fromarray(img).save(folder / f"{i:05d}.png")
+        (self.out_dir / f"metrics-epoch{epoch:04d}.json").write_text(json.dumps(metrics, indent=2, default=str))
+
+
+def load_ema_network(run_dir: Path, device) -> tuple[torch.nn.Module, RunConfig, dict]:
+    """The EMA weights of a run's newest checkpoint, in eval mode."""
+    path = latest_checkpoint(Path(run_dir) / "checkpoints")
+    if path is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint found (train it first)")
+    ckpt = load_checkpoint(path, map_location=device)
+    cfg = RunConfig.model_validate_json(ckpt["config"])
+    net = UNet(cfg.model, image_size=cfg.data.image_size).to(device)
+    ema_state = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    net.load_state_dict(ema_state)
+    return net.eval(), cfg, ckpt
+
+
+def evaluate(run_dir: Path, split: str = "test", n_samples: int | None = None, sampler: str | None = None,
+             steps: int | None = None, seed: int | None = None, device="auto") -> dict:
+    """Sample a trained run on `split` with its EMA weights; save samples, triplets and metrics.json."""
+    device = resolve_device(device)
+    net, cfg, ckpt = load_ema_network(run_dir, device)
+    ev = Evaluator(cfg, device, None, split, n_samples, sampler, steps, seed, save_all=True)
+    name = f"{split}-{ev.sampler_name}{ev.steps if ev.sampler_name == 'ddim' else ''}-n{ev.n}-seed{ev.seed}"
+    ev.out_dir = Path(run_dir) / "eval" / name
+    epoch = ckpt["progress"]["epoch"]
+    metrics = ev(net, max(epoch, cfg.train.total_epochs))
+    metrics["epoch"] = epoch
+    (ev.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics

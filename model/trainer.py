@@ -1,0 +1,239 @@
+"""The training loop: Algorithm 2 (incremental learning) in resumable sessions, read top to bottom.
+
+A run lives in one folder: `config.json`, `checkpoints/ckpt-*.pt` and `history.json`. Calling `train`
+again on the same folder resumes from the newest checkpoint and reaches bitwise the same weights as an
+uninterrupted run on the CPU (every RNG state and the position in the data order are checkpointed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import incremental
+from .checkpoint import (atomic_write_bytes, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
+from .config import RunConfig
+from .data import load_split
+from .device import autocast_context, resolve_device
+from .ema import make_ema
+from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from .objective import palette_loss
+from .optim import make_optimizer, make_warmup
+from .schedule import schedule_from_config
+from .tasks import make_task
+from .unet import UNet
+
+
+@dataclass
+class Budget:
+    """How much one session may do before it saves and stops (the paper's Colab sessions)."""
+
+    minutes: float | None = None
+    epochs: int | None = None
+
+
+@dataclass
+class TrainResult:
+    status: str  # "done" or "paused" (session budget reached; call train() again to resume)
+    history: list[dict]
+    num_parameters: int
+    checkpoint: Path | None
+    resumed_from: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def images_to_tensor(images_uint8, device) -> torch.Tensor:
+    """uint8 NHWC (numpy or tensor) -> float NCHW in [-1, 1] on `device`."""
+    x = torch.as_tensor(images_uint8).to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def build_network(cfg: RunConfig) -> UNet:
+    return UNet(cfg.model, image_size=cfg.data.image_size)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(Path(path), lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
+
+
+def check_architecture(ckpt: dict, path: Path, cfg: RunConfig) -> None:
+    """A transfer source must have this run's architecture (dropout may differ: the paper raises it)."""
+    source = json.loads(ckpt["config"])["model"]
+    ignore = {"dropout", "channels_last"}
+    diff = [f"model.{k}: {source.get(k)!r} != {v!r}"
+            for k, v in cfg.model.model_dump(exclude=ignore).items() if source.get(k) != v]
+    if diff:
+        raise CheckpointError(f"{path}: transfer source has another architecture ({'; '.join(diff)})")
+
+
+def load_transfer_weights(path: Path, net: torch.nn.Module, ema, cfg: RunConfig) -> None:
+    """Task/domain transfer: start from another run's network and EMA weights (the optimiser starts fresh)."""
+    ckpt = load_checkpoint(path)
+    check_architecture(ckpt, path, cfg)
+    try:
+        net.load_state_dict(ckpt["net"], strict=True)
+        ema.load_state_dict(ckpt["ema"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: transfer weights do not fit this network ({str(e).splitlines()[0]})") from None
+
+
+def train(
+    cfg: RunConfig,
+    run_dir: Path,
+    device: str = "auto",
+    init_from: Path | None = None,
+    budget: Budget | None = None,
+    evaluate_fn: Callable[[torch.nn.Module, int], dict] | None = None,  # (ema net, epoch) -> metrics
+    on_step: Callable[[dict], None] | None = None,  # live progress (loss, img/s, ...)
+    on_epoch_end: Callable[[dict, list[dict]], None] | None = None,  # (record, whole history)
+) -> TrainResult:
+    run_dir = Path(run_dir)
+    device = resolve_device(device)
+    tc = cfg.train
+    budget = budget or Budget()
+    session_start = time.perf_counter()
+
+    # -- the run folder remembers its config: resuming with another config is refused
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_json = cfg.model_dump_json(indent=2)
+    config_path = run_dir / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config_json):
+        raise ConfigError(f"{config_path}: this run folder was started with another config; use a new folder")
+    if not config_path.exists():
+        atomic_write_bytes(config_path, lambda f: f.write(config_json.encode()))
+
+    # -- data, subsets (Algorithm 2), task, schedule, network, EMA, optimiser
+    data = load_split(cfg.data, "train")
+    if tc.subsets > len(data.images):
+        raise DataError(f"train.subsets={tc.subsets} is more than the {len(data.images)} training images "
+                        f"of data.source '{cfg.data.source}'")
+    subsets = incremental.split_subsets(len(data.images), tc.subsets, tc.seed)
+    images = torch.from_numpy(data.images)  # uint8 NHWC stays on the host; one batch at a time moves
+    task = make_task(cfg.task)
+    schedule = schedule_from_config(cfg.diffusion)
+    torch.manual_seed(tc.seed)  # network init and dropout
+    net = build_network(cfg).to(device)
+    if cfg.model.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    ema = make_ema(net, tc.ema_decay, tc.ema_warmup)
+    optimizer = make_optimizer(net, tc)
+    scheduler = make_warmup(optimizer, tc)
+    generator = torch.Generator().manual_seed(tc.seed)  # masks, gamma and noise: drawn on the host
+    step_net = torch.compile(net) if tc.compile else net
+
+    progress = {"epoch": 0, "step_in_epoch": 0, "steps": 0, "images_seen": 0, "train_seconds": 0.0,
+                "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "pending_eval": None}
+    history: list[dict] = []
+    resumed_from = latest_checkpoint(run_dir / "checkpoints")
+    if resumed_from is not None:
+        ckpt = load_checkpoint(resumed_from, map_location=device)
+        if json.loads(ckpt["config"]) != json.loads(config_json):
+            raise CheckpointError(f"{resumed_from}: checkpoint was written by another config")
+        net.load_state_dict(ckpt["net"])
+        ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"], generator)
+        progress.update(ckpt["progress"])
+        history = list(ckpt["history"])
+    elif init_from is not None:
+        load_transfer_weights(Path(init_from), net, ema, cfg)
+
+    def checkpoint() -> Path:
+        payload = {"config": config_json, "net": net.state_dict(), "ema": ema.state_dict(),
+                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "rng": rng_state(generator), "progress": dict(progress), "history": history}
+        path = save_checkpoint(run_dir / "checkpoints", progress["steps"], payload, tc.keep_checkpoints)
+        write_json(run_dir / "history.json", history)
+        return path
+
+    def run_pending_eval() -> None:
+        # Evaluation runs after the epoch's checkpoint; if it is interrupted, the resumed run redoes it.
+        epoch = progress["pending_eval"]
+        if epoch is None:
+            return
+        if evaluate_fn is not None:
+            ema.module.eval()
+            rng = torch.get_rng_state()
+            history[epoch - 1]["metrics"] = evaluate_fn(ema.module, epoch)
+            torch.set_rng_state(rng)  # evaluation must not shift the training RNG
+        progress["pending_eval"] = None
+        checkpoint()
+        if on_epoch_end is not None:
+            on_epoch_end(history[epoch - 1], history)
+
+    last_path = resumed_from
+    run_pending_eval()
+    total_epochs = tc.total_epochs
+    epochs_this_session = 0
+    while progress["epoch"] < total_epochs:
+        if budget.epochs is not None and epochs_this_session >= budget.epochs:
+            break
+        if budget.minutes is not None and (time.perf_counter() - session_start) / 60 >= budget.minutes:
+            break
+        epoch = progress["epoch"]
+        subset = incremental.subset_of_epoch(epoch, tc.subsets, tc.epochs_per_subset)
+        order = incremental.epoch_order(subsets[subset], tc.seed, epoch)
+        batch_list = incremental.batches(order, tc.batch_size)
+        net.train()
+        for b in range(progress["step_in_epoch"], len(batch_list)):
+            t0 = time.perf_counter()
+            y0 = images_to_tensor(images[torch.from_numpy(batch_list[b])], device)
+            if cfg.model.channels_last:
+                y0 = y0.contiguous(memory_format=torch.channels_last)
+            cond, mask = task.make(y0, [generator] * len(y0))
+            with autocast_context(device):
+                loss = palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss)
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; "
+                                       f"last good checkpoint kept in {run_dir / 'checkpoints'}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip, foreach=True)
+            optimizer.step()
+            scheduler.step()
+            ema.update_parameters(net)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            progress.update(step_in_epoch=b + 1, steps=progress["steps"] + 1,
+                            images_seen=progress["images_seen"] + len(y0),
+                            train_seconds=progress["train_seconds"] + dt,
+                            epoch_seconds=progress["epoch_seconds"] + dt,
+                            epoch_loss_sum=progress["epoch_loss_sum"] + loss.item())
+            if on_step is not None:
+                on_step({"epoch": epoch + 1, "epochs": total_epochs, "subset": subset + 1,
+                         "subsets": tc.subsets, "step": b + 1, "steps": len(batch_list), "loss": loss.item(),
+                         "images_per_second": len(y0) / dt, "lr": scheduler.get_last_lr()[0]})
+            if tc.checkpoint_every_steps and progress["steps"] % tc.checkpoint_every_steps == 0 \
+                    and b + 1 < len(batch_list):
+                last_path = checkpoint()
+
+        record = {"epoch": epoch + 1, "subset": subset + 1, "subset_size": len(order),
+                  "steps": progress["steps"], "images_seen": progress["images_seen"],
+                  "loss": progress["epoch_loss_sum"] / len(batch_list), "lr": scheduler.get_last_lr()[0],
+                  "epoch_seconds": progress["epoch_seconds"], "train_seconds": progress["train_seconds"],
+                  "images_per_second": len(order) / max(progress["epoch_seconds"], 1e-9), "metrics": {}}
+        history.append(record)
+        eval_every = cfg.eval.every_epochs
+        due = epoch + 1 == total_epochs or (eval_every > 0 and (epoch + 1) % eval_every == 0)
+        progress.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_seconds=0.0,
+                        pending_eval=epoch + 1 if due else None)
+        last_path = checkpoint()
+        epochs_this_session += 1
+        if due:
+            run_pending_eval()
+        elif on_epoch_end is not None:
+            on_epoch_end(record, history)
+
+    status = "done" if progress["epoch"] >= total_epochs else "paused"
+    return TrainResult(status=status, history=history, num_parameters=net.num_parameters(),
+                       checkpoint=last_path, resumed_from=resumed_from)
