@@ -40,9 +40,9 @@ def cmd_run(args) -> int:
     from . import dryrun, runner
     from .preflight import preflight
     from .progress import StudyProgress, console, print_table
-    from .study import load_study
+    from .study import load_study, parse_sets
 
-    study = load_study(args.file, args.scale)
+    study = load_study(args.file, args.scale, parse_sets(args.set))
     budget = parse_budget(args.session_budget)
     sizes = preflight(study, args.results)
     if args.dry_run:
@@ -69,9 +69,9 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from .progress import print_table
     from .runner import study_status
-    from .study import load_study
+    from .study import load_study, parse_sets
 
-    study = load_study(args.file, args.scale)
+    study = load_study(args.file, args.scale, parse_sets(args.set))
     print_table(f"study {study.name} ({study.scale})", study_status(study, args.results),
                 ["trial", "label", "seed", "stage", "state"])
     return 0
@@ -100,7 +100,7 @@ def cmd_train(args) -> int:
     from model.trainer import train
 
     from .progress import StudyProgress, console
-    from .study import _flatten, resolve_config
+    from .study import _flatten, parse_sets, resolve_config
 
     try:
         raw = yaml.safe_load(Path(args.config).read_text()) or {}
@@ -109,7 +109,8 @@ def cmd_train(args) -> int:
     if not isinstance(raw, dict):
         raise ConfigError(f"{args.config}: a config file must be a mapping (data, task, model, ...)")
     try:
-        cfg = resolve_config([("scale preset", SCALES[args.scale]), ("config", _flatten(raw))])
+        cfg = resolve_config([("scale preset", SCALES[args.scale]), ("config", _flatten(raw)),
+                              ("--set", parse_sets(args.set))])
     except ConfigError as e:
         raise ConfigError(f"{args.config}: {e}") from None
     run_dir = args.run_dir or Path(args.results) / "train" / Path(args.config).stem
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         if scale:
             sp.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
                             help=f"size preset (default: {DEFAULT_SCALE})")
+            sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="override a config key after the study file, e.g. --set data.path=/data/celeba "
+                                 "(prefix a stage name to scope it: --set land_color.data.path=...)")
 
     sp = sub.add_parser("run", help="run (or resume) an ablation study: every sweep point x seed")
     sp.add_argument("file", help="study file, e.g. ablations/timesteps.yaml")

@@ -66,7 +66,8 @@ def records_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
 def _trial_row(study_dir: Path, t: dict) -> dict:
     row = {"trial": t["key"], "label": t["label"], "seed": t["seed"], "stage": t["stage"],
            "transfer_source": t["transfer_source"], "is_baseline": t["is_baseline"], "state": t["state"],
-           "reason": t.get("reason", ""), "optuna_trial": t.get("optuna_trial"), **_point_columns(t)}
+           "reason": t.get("reason", ""), "optuna_trial": t.get("optuna_trial"), **_point_columns(t),
+           **{k: t[k] for k in ("timesteps", "terminal_alpha_bar", "terminal_snr") if k in t}}
     if t["state"] != "complete":
         return row
     target = t["chain"][-1]
@@ -86,34 +87,30 @@ def _trial_row(study_dir: Path, t: dict) -> dict:
     return row
 
 
-def _speedups(df: pd.DataFrame, axes: list[str], baseline_axes: list[str]) -> pd.DataFrame:
+def _speedups(df: pd.DataFrame) -> pd.DataFrame:
     """speedup = baseline total hours / this trial's total hours (and the same per epoch).
 
-    A trial's baseline is the baseline trials that agree with it on every axis that is not a baseline
-    axis (e.g. the from-scratch run of the same target stage); failing that, all baseline trials.
+    A trial's baseline is the mean of the baseline trials that train the same stage (e.g. the from-scratch
+    run of the same target, or batch learning of the same task), over their seeds.
     """
     df["speedup"] = np.nan
     df["speedup_per_epoch"] = np.nan
     done = df["state"] == "complete"
-    base = df[done & df["is_baseline"]]
-    if base.empty:
-        return df
-    other = [f"param:{a}" for a in axes if a not in baseline_axes]
+    base = df[done & df["is_baseline"].astype(bool)]
     for i in df.index[done]:
-        match = base
-        for col in other:
-            match = match[match[col].astype(str) == str(df.at[i, col])]
-        match = match if not match.empty else base
+        match = base[base["stage"] == df.at[i, "stage"]]
+        if match.empty:
+            continue
         df.at[i, "speedup"] = match["total_hours"].mean() / df.at[i, "total_hours"]
         df.at[i, "speedup_per_epoch"] = match["time_per_epoch_min"].mean() / df.at[i, "time_per_epoch_min"]
     return df
 
 
-def trials_frame(study_dir: Path, trials: list[dict], axes: list[str], baseline_axes: list[str]) -> pd.DataFrame:
+def trials_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame([_trial_row(study_dir, t) for t in trials])
     if df.empty:
         return df
-    return _speedups(df, axes, baseline_axes)
+    return _speedups(df)
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -122,13 +119,13 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode()))
 
 
-def rebuild(study_dir: Path, axes: list[str], baseline_axes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def rebuild(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rewrite records.csv and trials.csv from the finished trials (atomic, under the study lock)."""
     study_dir = Path(study_dir)
     with file_lock(study_dir / ".records.lock"):
         trials = finished_trials(study_dir)
         records = records_frame(study_dir, trials)
-        table = trials_frame(study_dir, trials, axes, baseline_axes)
+        table = trials_frame(study_dir, trials)
         _write_csv(study_dir / "records.csv", records)
         _write_csv(study_dir / "trials.csv", table)
     return records, table

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from model.errors import BenchError
 from model.evaluate import Evaluator
+from model.schedule import schedule_from_config
 from model.trainer import Budget, train, write_json
 
 from . import records
@@ -85,6 +86,8 @@ def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, qualit
         init_from = None
         if run.upstream is not None:
             init_from = Path(records.read_json(runs_dir / run.upstream.key / "done.json")["checkpoint"])
+        elif run.transfer_source.endswith(".pt"):
+            init_from = Path(run.transfer_source)
         evaluator = Evaluator(run.config, device=device, out_dir=run_dir / "samples")
 
         def on_epoch_end(record: dict, history: list[dict]) -> None:
@@ -112,7 +115,7 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
             "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
             "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
             "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}
-                      for r in trial.run.chain()]}
+                      for r in trial.run.chain()], **_schedule_facts(trial.run)}
     try:
         done = {}
         for run in trial.run.chain():
@@ -127,7 +130,7 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
         info.update(state="complete", num_parameters=done["num_parameters"])
         _attrs(otrial, history, final, done["num_parameters"])
         write_json(trial_dir / "trial.json", info)  # the trial's done marker, written last
-        ostudy.tell(otrial, float(final.get(quality, float("nan"))))
+        _finish(ostudy, otrial, TrialState.COMPLETE, float(final.get(quality, float("nan"))))
         return "complete"
     except (BenchError, torch.OutOfMemoryError, FloatingPointError, ValueError, RuntimeError) as e:
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
@@ -135,8 +138,24 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
         (trial_dir / "traceback.txt").write_text(traceback.format_exc())
         write_json(trial_dir / "trial.json", info)
         otrial.set_user_attr("fail_reason", reason)
-        ostudy.tell(otrial, state=TrialState.FAIL)
+        _finish(ostudy, otrial, TrialState.FAIL)
         return "failed"
+
+
+def _schedule_facts(run: StageRun) -> dict:
+    """T and the terminal distortion of the trained stage's schedule (alpha_bar_T and SNR_T)."""
+    schedule = schedule_from_config(run.config.diffusion)
+    return {"timesteps": schedule.timesteps, "terminal_alpha_bar": schedule.terminal_alpha_bar,
+            "terminal_snr": schedule.terminal_snr}
+
+
+def _finish(ostudy: optuna.Study, otrial: optuna.Trial, state: TrialState, value: float | None = None) -> None:
+    # Straight to the storage: `Study.tell` would let GridSampler call `Study.stop()` when the grid is
+    # exhausted, which Optuna only allows inside `optimize`.
+    values = None if value is None or value != value else [value]  # NaN: the metric was not computed
+    if state == TrialState.COMPLETE and values is None:
+        otrial.set_user_attr("note", "quality metric not computed")
+    ostudy._storage.set_trial_state_values(otrial._trial_id, state, values)
 
 
 def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameters: int) -> None:
@@ -146,10 +165,6 @@ def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameter
              "epochs": history[-1]["epoch"], **{f"final:{k}": v for k, v in final.items()}}
     for k, v in attrs.items():
         otrial.set_user_attr(k, v)
-
-
-def baseline_axes(study: Study) -> list[str]:
-    return list(study.spec.baseline)
 
 
 def run_study(study: Study, results_root: Path, storage: str, device: str = "auto", max_trials: int | None = None,
@@ -181,7 +196,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
                 progress.trial_started(trial)
             state = run_trial(study, ostudy, trial, study_dir, device, budget,
                               on_step=progress.step if progress else None)
-            records.rebuild(study_dir, study.axes, baseline_axes(study))
+            records.rebuild(study_dir)
             if progress:
                 progress.trial_finished(trial, state)
         summary.ran += state != "paused"

@@ -171,7 +171,22 @@ def resolve_config(layers: list[tuple[str, dict]]) -> RunConfig:
 
 
 # ---------------------------------------------------------------- loading and expansion
-def load_study(path: str | Path, scale: str) -> Study:
+def parse_sets(items: list[str] | None) -> dict:
+    """`--set key=value` (value parsed as YAML: numbers, lists, null) -> {dotted key: value}."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set data.path=/data/celeba")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+    return out
+
+
+def load_study(path: str | Path, scale: str, overrides: dict | None = None) -> Study:
+    """Load and expand a study file; `overrides` ({dotted key: value}, from --set) apply after the file."""
     path = Path(path)
     where = str(path)
     try:
@@ -201,7 +216,7 @@ def load_study(path: str | Path, scale: str) -> Study:
     if not _NAME.match(name):
         raise ConfigError(f"{where}: name {name!r}: use letters, digits, '_', '-' or '.', no path separators")
     try:
-        return _expand(Study(name=name, path=path, scale=scale, spec=spec))
+        return _expand(Study(name=name, path=path, scale=scale, spec=spec), overrides or {})
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -229,7 +244,22 @@ def _label(point: dict) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
 
 
-def _expand(study: Study) -> Study:
+def _scoped(flat: dict, stage: str, stages: dict, where: str) -> dict:
+    """Keys that apply to `stage`: unscoped ones, and `<stage>.<key>` ones with the prefix removed."""
+    out = {}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        if head in stages and head not in RunConfig.model_fields:
+            if head == stage:
+                out[rest] = value
+        else:
+            out[key] = value
+    for key in out:
+        _check_key(where, key)
+    return out
+
+
+def _expand(study: Study, overrides: dict) -> Study:
     spec, scale = study.spec, study.scale
     stages = spec.stages or {"main": {}}
     for st in stages:
@@ -244,8 +274,11 @@ def _expand(study: Study) -> Study:
         own = dict(_flatten(stages[stage]))
         source = own.pop("transfer_source", SCRATCH)
         sweep = {k: v for k, v in point.items() if k not in SPECIAL_AXES}
-        layers = [("scale preset", SCALES[scale]), ("base", _flatten(spec.base)), (f"stages.{stage}", own),
-                  (f"scales.{scale}", scale_layer), ("sweep", sweep), ("seeds", {"train.seed": seed})]
+        layers = [("scale preset", SCALES[scale]), ("base", _scoped(_flatten(spec.base), stage, stages, "base")),
+                  (f"stages.{stage}", own),
+                  (f"scales.{scale}", _scoped(scale_layer, stage, stages, f"scales.{scale}")),
+                  ("--set", _scoped(overrides, stage, stages, "--set")),
+                  ("sweep", sweep), ("seeds", {"train.seed": seed})]
         source = point.get("transfer_source", source)
         if source != SCRATCH and source not in stages and not str(source).endswith(".pt"):
             raise ConfigError(f"transfer_source: {source!r} is neither 'scratch', a stage "

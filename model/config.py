@@ -132,6 +132,9 @@ class EvalConfig(_Strict):
         default_factory=lambda: ["fid", "kid", "l1", "psnr", "ssim"]
     )
     save_images: int = Field(8, ge=0)  # triplets written as PNG
+    # At the final evaluation, also time a full T-step DDPM chain on this many samples (0: skip); the
+    # timesteps ablation needs the sampling cost of T even when quality is measured with DDIM.
+    ddpm_timing_samples: int = Field(0, ge=0)
 
 
 class RunConfig(_Strict):

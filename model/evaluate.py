@@ -19,10 +19,11 @@ from PIL import Image
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .config import RunConfig
 from .data import load_split
+from .data.cache import cache_root
 from .device import autocast_context, resolve_device
 from .errors import CheckpointError
-from .metrics import image as image_metrics
 from .metrics.fid import feature_stats, frechet_distance
+from .metrics.image import image_metrics
 from .metrics.inception import extract_features
 from .metrics.kid import kernel_inception_distance
 from .metrics.reference import reference_stats
@@ -100,16 +101,33 @@ class Evaluator:
         metrics = self.score(out, mask)
         metrics.update(n_samples=self.n, sample_seconds_per_image=sec_per_image,
                        sampler=f"{self.sampler_name}-{self.steps if self.sampler_name == 'ddim' else 'all'}")
+        if final and self.cfg.eval.ddpm_timing_samples:
+            metrics["ddpm_seconds_per_image"] = self.time_ddpm(net, self.cfg.eval.ddpm_timing_samples)
         if self.out_dir is not None:
             self.save(epoch, out, cond, strip, final, metrics)
         return metrics
+
+    def time_ddpm(self, net: torch.nn.Module, n: int) -> float:
+        """Seconds per image of ancestral sampling over all T steps of the training schedule."""
+        ddpm = make_sampler("ddpm", self.sampler.schedule)
+        y0 = torch.from_numpy(self.targets[:n]).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        cond, mask = self.task.make(y0, [torch.Generator().manual_seed(self.seed + i) for i in range(n)])
+        gens = [torch.Generator(self.device).manual_seed(self.seed + NOISE_STREAM + i) for i in range(n)]
+        net.eval()
+        t0 = time.perf_counter()
+        with autocast_context(self.device):
+            sample(net, cond, mask, y0, ddpm, gens)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / n
 
     def score(self, out: torch.Tensor, mask: torch.Tensor) -> dict:
         metrics_wanted = set(self.cfg.eval.metrics)
         gt = torch.from_numpy(self.targets).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         metrics: dict = {}
         if metrics_wanted & {"fid", "kid"}:
-            ref = reference_stats(self.targets, self.ref_key, device=self.device)
+            ref = reference_stats(self.targets, self.ref_key, cache_root(self.cfg.data.cache_dir) / "fid-stats",
+                                  device=self.device)
             feats = extract_features(to_uint8(out), device=self.device)
             if "fid" in metrics_wanted:
                 mu, sigma = feature_stats(feats)
@@ -117,7 +135,8 @@ class Evaluator:
             if "kid" in metrics_wanted:
                 metrics["kid"], metrics["kid_std"] = kernel_inception_distance(feats, ref["features"])
         hole = None if self.cfg.task.name == "colorization" else mask
-        metrics.update(image_metrics.all_metrics(out, gt, hole, wanted=metrics_wanted))
+        per_image = image_metrics(out, gt, hole)
+        metrics.update({k: float(v.mean()) for k, v in per_image.items() if k.split("_")[0] in metrics_wanted})
         return metrics
 
     def save(self, epoch: int, out, cond, strip, final: bool, metrics: dict) -> None:

@@ -17,8 +17,14 @@ from pathlib import Path
 import torch
 
 from . import incremental
-from .checkpoint import (atomic_write_bytes, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (
+    atomic_write_bytes,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import RunConfig
 from .data import load_split
 from .device import autocast_context, resolve_device

@@ -142,8 +142,7 @@ def test_fid_from_folders_matches_pytorch_fid(folders, mapped, monkeypatch):
     paths = [str(folders / "a"), str(folders / "b")]
     theirs = pfs.calculate_fid_given_paths(paths, batch_size=50, device="cpu", dims=2048, num_workers=0)
     ours = fid.fid_from_folders(*paths, device="cpu", batch_size=4)
-    print("FIDCMP", ours, theirs)
-    assert round(ours, 3) == pytest.approx(round(float(theirs), 3), abs=1.01e-3), (ours, theirs)
+    assert ours == pytest.approx(float(theirs), abs=5e-4)  # same to 3 decimals (measured: ~1e-5)
     # Features themselves: ours vs pytorch-fid's get_activations (eager, contiguous, no_grad).
     files = sorted(p for ext in pfs.IMAGE_EXTENSIONS for p in (folders / "a").glob(f"*.{ext}"))
     assert fid.image_files(paths[0]) == files

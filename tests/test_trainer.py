@@ -17,9 +17,9 @@ import torch
 
 from model import incremental
 from model.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from model.ema import make_ema
 from model.errors import CheckpointError, DataError
 from model.trainer import Budget, build_network, load_transfer_weights, train
-from model.ema import make_ema
 
 
 def _weights(run_dir: Path) -> dict:
