@@ -48,7 +48,7 @@ SCALES: dict[str, dict] = {
         "model.base_channels": 64,
         "model.channel_mults": [1, 2, 4, 8],
         "model.num_res_blocks": 2,
-        "model.attn_resolutions": [32, 16],
+        "model.attn_resolutions": [32],  # the lowest level (and the middle block), as Palette at 256 px
         "model.head_channels": 32,
         "model.norm_groups": 32,
         "diffusion.timesteps": 2000,

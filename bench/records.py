@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.checkpoint import atomic_write_bytes
+from model.checkpoint import atomic_write_bytes, remove_stale_temporaries
 
 from .locks import file_lock
 
 ID_COLUMNS = ["trial", "label", "seed", "stage", "transfer_source", "is_baseline"]
+RECORD_COLUMNS = ID_COLUMNS + ["target_stage", "epoch", "subset", "images_seen", "train_hours", "metric", "value"]
+TRIAL_COLUMNS = ID_COLUMNS + ["state", "reason", "optuna_trial", "epochs", "images_seen", "time_per_epoch_min",
+                              "total_hours", "chain_hours", "speedup", "speedup_per_epoch"]
 
 
 def read_json(path: Path):
@@ -60,7 +63,7 @@ def records_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
                         "train_hours": rec["train_seconds"] / 3600, **_point_columns(t)}
                 for metric, value in _metric_items(rec):
                     rows.append({**base, "metric": metric, "value": float(value)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else RECORD_COLUMNS)
 
 
 def _trial_row(study_dir: Path, t: dict) -> dict:
@@ -109,20 +112,21 @@ def _speedups(df: pd.DataFrame) -> pd.DataFrame:
 def trials_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame([_trial_row(study_dir, t) for t in trials])
     if df.empty:
-        return df
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
     return _speedups(df)
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
     buf = io.StringIO()
     df.to_csv(buf, index=False)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode()))
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode()), fault_site="records-rename")
 
 
 def rebuild(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rewrite records.csv and trials.csv from the finished trials (atomic, under the study lock)."""
     study_dir = Path(study_dir)
     with file_lock(study_dir / ".records.lock"):
+        remove_stale_temporaries(study_dir)  # a killed writer's half-written tables
         trials = finished_trials(study_dir)
         records = records_frame(study_dir, trials)
         table = trials_frame(study_dir, trials)

@@ -13,6 +13,7 @@ locks die with it; the next `bench run` resumes the trial from its newest checkp
 from __future__ import annotations
 
 import json
+import platform
 import time
 import traceback
 from collections.abc import Callable
@@ -24,8 +25,11 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from model.errors import BenchError
+from model.device import resolve_device
+from model.checkpoint import remove_stale_temporaries
+from model.errors import BenchError, ConfigError
 from model.evaluate import Evaluator
+from model.faults import fault
 from model.schedule import schedule_from_config
 from model.trainer import Budget, train, write_json
 
@@ -44,7 +48,41 @@ class RunSummary:
     paused: bool = False
 
 
-def open_study(study: Study, storage: str) -> optuna.Study:
+def make_storage(url: str):
+    """An Optuna storage from `--storage`: an RDB URL (sqlite:///PATH, postgresql://...) or a journal file
+    (`journal:PATH`, or a path ending in .log / .journal), which suits NFS and many workers without a server.
+
+    SQLite waits up to 60 s for a lock (Optuna's default 5 s fails with "database is locked" when several
+    workers write at once).
+    """
+    if url.startswith("journal:") or url.endswith((".log", ".journal")):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal:")).expanduser()
+        if not path.parent.is_dir():
+            raise ConfigError(f"--storage {url!r}: folder '{path.parent}' does not exist")
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--storage {url!r}: cannot open the journal file ({e})") from None
+    if "://" not in url:
+        raise ConfigError(f"--storage {url!r}: expected a database URL (sqlite:///PATH, postgresql://...) "
+                          f"or a journal file (journal:PATH, PATH.log)")
+    import sqlalchemy.exc
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--storage {url!r}: cannot open ({type(e).__name__}: {first[:200]})") from None
+
+
+def open_study(study: Study, storage) -> optuna.Study:
+    """Create or load the study in `storage` (a URL or journal path, see make_storage, or a storage object)."""
+    if isinstance(storage, str):
+        storage = make_storage(storage)
     labels = sorted({t.label for t in study.trials})
     seeds = sorted({t.seed for t in study.trials})
     # The grid is declared to Optuna (dashboard, `bench tune`); trials are claimed through file locks,
@@ -65,8 +103,7 @@ def _new_optuna_trial(ostudy: optuna.Study, study: Study, trial: Trial) -> optun
     seeds = sorted({t.seed for t in study.trials})
     for old in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if old.user_attrs.get("key") == trial.key:  # its worker died (we hold the trial's lock now)
-            ostudy._storage.set_trial_user_attr(old._trial_id, "fail_reason", "interrupted; resumed by a new trial")
-            ostudy._storage.set_trial_state_values(old._trial_id, TrialState.FAIL)
+            _interrupted(ostudy, old._trial_id)
     template = optuna.trial.create_trial(
         state=TrialState.RUNNING, params={"point": trial.label, "seed": trial.seed},
         distributions={"point": CategoricalDistribution(labels), "seed": CategoricalDistribution(seeds)},
@@ -75,8 +112,37 @@ def _new_optuna_trial(ostudy: optuna.Study, study: Study, trial: Trial) -> optun
     return optuna.Trial(ostudy, ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template))
 
 
+def _interrupted(ostudy: optuna.Study, trial_id: int, why: str = "") -> None:
+    """Mark an Optuna trial whose worker died or stopped as FAIL, fail_reason 'interrupted' (resumed by a new one)."""
+    ostudy._storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted" + (f" ({why})" if why else ""))
+    ostudy._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def _settle(ostudy: optuna.Study, study: Study, trial: Trial, study_dir: Path) -> None:
+    """A finished trial (trial.json written) whose worker died before telling Optuna: tell it now.
+
+    Called with the trial's lock held, so no live worker owns its RUNNING Optuna trials."""
+    info = records.read_json(study_dir / "trials" / trial.key / "trial.json")
+    for old in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if old.user_attrs.get("key") != trial.key:
+            continue
+        if old.number != info.get("optuna_trial"):
+            _interrupted(ostudy, old._trial_id)
+        elif info["state"] == "complete":
+            value = _final_metrics(study_dir, trial.run).get(study.spec.quality_metric, float("nan"))
+            _finish(ostudy, optuna.Trial(ostudy, old._trial_id), TrialState.COMPLETE, float(value))
+        else:
+            ostudy._storage.set_trial_user_attr(old._trial_id, "fail_reason", info.get("reason", ""))
+            _finish(ostudy, optuna.Trial(ostudy, old._trial_id), TrialState.FAIL)
+
+
+def _final_metrics(study_dir: Path, run: StageRun) -> dict:
+    history = records.read_json(study_dir / "runs" / run.key / "history.json")
+    return next((r["metrics"] for r in reversed(history) if r.get("metrics")), {})
+
+
 def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, quality: str,
-              report: Callable[[int, float], None] | None, on_step: Callable[[dict], None] | None) -> dict:
+              report: Callable[[float, int], None] | None, on_step: Callable[[dict], None] | None) -> dict:
     """Train one stage run (or find it done), after its upstream runs; returns its done.json."""
     run_dir = runs_dir / run.key
     done_file = run_dir / "done.json"
@@ -92,7 +158,7 @@ def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, qualit
 
         def on_epoch_end(record: dict, history: list[dict]) -> None:
             if report is not None and quality in record.get("metrics", {}):
-                report(record["epoch"], record["metrics"][quality])
+                report(record["metrics"][quality], record["epoch"])  # optuna: (value, step)
 
         result = train(run.config, run_dir, device=device, init_from=init_from, budget=budget,
                        evaluate_fn=evaluator, on_step=on_step, on_epoch_end=on_epoch_end)
@@ -115,7 +181,7 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
             "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
             "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
             "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}
-                      for r in trial.run.chain()], **_schedule_facts(trial.run)}
+                      for r in trial.run.chain()], **_schedule_facts(trial.run), **_device_facts(device)}
     try:
         done = {}
         for run in trial.run.chain():
@@ -126,10 +192,11 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
                 otrial.set_user_attr("status", "paused (session budget)")
                 return "paused"  # left RUNNING; the next `bench run` resumes it from its checkpoint
         history = records.read_json(study_dir / "runs" / trial.run.key / "history.json")
-        final = next((r["metrics"] for r in reversed(history) if r.get("metrics")), {})
+        final = _final_metrics(study_dir, trial.run)
         info.update(state="complete", num_parameters=done["num_parameters"])
         _attrs(otrial, history, final, done["num_parameters"])
         write_json(trial_dir / "trial.json", info)  # the trial's done marker, written last
+        fault("trial-finish")
         _finish(ostudy, otrial, TrialState.COMPLETE, float(final.get(quality, float("nan"))))
         return "complete"
     except (BenchError, torch.OutOfMemoryError, FloatingPointError, ValueError, RuntimeError) as e:
@@ -137,9 +204,24 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
         info.update(state="failed", reason=reason, num_parameters=None)
         (trial_dir / "traceback.txt").write_text(traceback.format_exc())
         write_json(trial_dir / "trial.json", info)
+        fault("trial-finish")
         otrial.set_user_attr("fail_reason", reason)
         _finish(ostudy, otrial, TrialState.FAIL)
         return "failed"
+    except OSError as e:  # a full disk, a lost mount: not the trial's fault; it resumes on the next run
+        try:
+            _interrupted(ostudy, otrial._trial_id, f"{type(e).__name__}: {e}")
+        except Exception:  # the storage may sit on the failing disk; the next run settles it
+            pass
+        raise
+
+
+def _device_facts(device: str) -> dict:
+    """Where the trial ran (for the report's header): torch device, its name, torch version."""
+    dev = resolve_device(device)
+    cpu = platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu
+    return {"device": str(dev), "device_name": name, "torch_version": torch.__version__}
 
 
 def _schedule_facts(run: StageRun) -> dict:
@@ -187,13 +269,17 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
             break
         trial_dir = study_dir / "trials" / trial.key
         with file_lock(trial_dir / ".lock", blocking=False) as claimed:
-            if not claimed or _finished(trial_dir, retry_failed):
+            finished = claimed and _finished(trial_dir, retry_failed)
+            if finished:
+                _settle(ostudy, study, trial, study_dir)
+            if not claimed or finished:
                 summary.skipped += 1
                 if progress:
                     progress.trial_skipped(trial)
                 continue
             if progress:
                 progress.trial_started(trial)
+            remove_stale_temporaries(trial_dir)
             state = run_trial(study, ostudy, trial, study_dir, device, budget,
                               on_step=progress.step if progress else None)
             records.rebuild(study_dir)
@@ -204,6 +290,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
         if state == "paused":
             summary.paused = True
             break
+    records.rebuild(study_dir)  # also after a kill between a trial's end and its records
     return summary
 
 

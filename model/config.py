@@ -153,4 +153,11 @@ class RunConfig(_Strict):
                 f"data.image_size={self.data.image_size} must be divisible by {down} "
                 f"(2 ** (len(model.channel_mults) - 1))"
             )
+        sizes = [self.data.image_size // 2**i for i in range(len(self.model.channel_mults))]
+        for r in self.model.attn_resolutions:
+            if r not in sizes:
+                raise ValueError(
+                    f"model.attn_resolutions: {r} is not a feature-map size of this UNet at "
+                    f"data.image_size={self.data.image_size} (sizes: {', '.join(map(str, sizes))})"
+                )
         return self

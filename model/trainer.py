@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +21,9 @@ import torch
 from . import incremental
 from .checkpoint import (
     atomic_write_bytes,
-    latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
+    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -30,6 +33,7 @@ from .data import load_split
 from .device import autocast_context, resolve_device
 from .ema import make_ema
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from .faults import fault, poison
 from .objective import palette_loss
 from .optim import make_optimizer, make_warmup
 from .schedule import schedule_from_config
@@ -90,6 +94,20 @@ def load_transfer_weights(path: Path, net: torch.nn.Module, ema, cfg: RunConfig)
         raise CheckpointError(f"{path}: transfer weights do not fit this network ({str(e).splitlines()[0]})") from None
 
 
+def newest_readable_checkpoint(directory: Path, device="cpu") -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads, and its contents. A damaged one (torn by a bad disk or copy, or
+    tampered with) is set aside as `<name>.bad`, never picked up again, and the one before it is used."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path, map_location=device)
+        except CheckpointError as e:
+            bad = path.with_name(path.name + ".bad")
+            os.replace(path, bad)
+            print(f"warning: {e}; set aside as {bad.name}, resuming from the checkpoint before it",
+                  file=sys.stderr)
+    return None, None
+
+
 def train(
     cfg: RunConfig,
     run_dir: Path,
@@ -108,6 +126,8 @@ def train(
 
     # -- the run folder remembers its config: resuming with another config is refused
     run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_stale_temporaries(folder)  # what a killed session was writing
     config_json = cfg.model_dump_json(indent=2)
     config_path = run_dir / "config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config_json):
@@ -137,9 +157,8 @@ def train(
     progress = {"epoch": 0, "step_in_epoch": 0, "steps": 0, "images_seen": 0, "train_seconds": 0.0,
                 "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "pending_eval": None}
     history: list[dict] = []
-    resumed_from = latest_checkpoint(run_dir / "checkpoints")
+    resumed_from, ckpt = newest_readable_checkpoint(run_dir / "checkpoints", device)
     if resumed_from is not None:
-        ckpt = load_checkpoint(resumed_from, map_location=device)
         if json.loads(ckpt["config"]) != json.loads(config_json):
             raise CheckpointError(f"{resumed_from}: checkpoint was written by another config")
         net.load_state_dict(ckpt["net"])
@@ -149,6 +168,7 @@ def train(
         set_rng_state(ckpt["rng"], generator)
         progress.update(ckpt["progress"])
         history = list(ckpt["history"])
+        write_json(run_dir / "history.json", history)  # a kill may have come between checkpoint and history
     elif init_from is not None:
         load_transfer_weights(Path(init_from), net, ema, cfg)
 
@@ -157,6 +177,7 @@ def train(
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                    "rng": rng_state(generator), "progress": dict(progress), "history": history}
         path = save_checkpoint(run_dir / "checkpoints", progress["steps"], payload, tc.keep_checkpoints)
+        fault("checkpoint-saved")
         write_json(run_dir / "history.json", history)
         return path
 
@@ -170,6 +191,7 @@ def train(
             rng = torch.get_rng_state()
             history[epoch - 1]["metrics"] = evaluate_fn(ema.module, epoch)
             torch.set_rng_state(rng)  # evaluation must not shift the training RNG
+            fault("evaluate")
         progress["pending_eval"] = None
         checkpoint()
         if on_epoch_end is not None:
@@ -196,7 +218,7 @@ def train(
                 y0 = y0.contiguous(memory_format=torch.channels_last)
             cond, mask = task.make(y0, [generator] * len(y0))
             with autocast_context(device):
-                loss = palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss)
+                loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss))
             if not math.isfinite(loss.item()):
                 raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; "
                                        f"last good checkpoint kept in {run_dir / 'checkpoints'}")
@@ -215,6 +237,7 @@ def train(
                             train_seconds=progress["train_seconds"] + dt,
                             epoch_seconds=progress["epoch_seconds"] + dt,
                             epoch_loss_sum=progress["epoch_loss_sum"] + loss.item())
+            fault("train-step")
             if on_step is not None:
                 on_step({"epoch": epoch + 1, "epochs": total_epochs, "subset": subset + 1,
                          "subsets": tc.subsets, "step": b + 1, "steps": len(batch_list), "loss": loss.item(),

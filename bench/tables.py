@@ -1,0 +1,268 @@
+"""The report's tables: a study folder's trials aggregated per config (over seeds) and per swept axis.
+
+Every builder returns two frames: the raw numbers (written as CSV, for anyone to re-plot or to check) and
+the same rows formatted for markdown. Nothing here is measured again: it all comes from `trials.csv` and
+`records.csv`, so the report can always be rebuilt from a copied study folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.errors import ConfigError
+
+from . import records
+
+# (trials.csv column, table header); KID is shown x 10^3
+QUALITY = [("fid", "FID"), ("kid", "KID×10³"), ("l1", "L1"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
+           ("l1_hole", "L1 (hole)"), ("psnr_hole", "PSNR hole (dB)"), ("ssim_hole", "SSIM (hole)")]
+LOWER_IS_BETTER = {"fid", "kid", "l1", "l1_hole"}
+SCALE = {"kid": 1e3, "kid_std": 1e3}
+FID_RELIABLE_N = 2048
+
+
+@dataclass
+class StudyData:
+    dir: Path
+    meta: dict  # study.json
+    trials: pd.DataFrame  # trials.csv, in sweep order
+    records: pd.DataFrame  # records.csv (may be empty)
+
+    @property
+    def quality(self) -> str:
+        return self.meta.get("quality_metric", "kid")
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        return self.trials[self.trials["state"] == "complete"]
+
+    @property
+    def multi_seed(self) -> bool:
+        return bool((self.complete.groupby("label")["seed"].nunique() > 1).any())
+
+    @property
+    def has_transfer(self) -> bool:
+        return bool((self.complete["transfer_source"].astype(str) != "scratch").any())
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def load(study_dir: Path) -> StudyData:
+    study_dir = Path(study_dir)
+    if not (study_dir / "study.json").exists():
+        raise ConfigError(f"{study_dir}: not a study folder (no study.json; run `bench run <file>` first)")
+    meta = json.loads((study_dir / "study.json").read_text())
+    if not (study_dir / "trials.csv").exists():
+        records.rebuild(study_dir)
+    trials = _read_csv(study_dir / "trials.csv")
+    if trials.empty:
+        file = meta.get("file", "<file>")
+        raise ConfigError(f"{study_dir}: no finished trials yet (run `bench run {file}` first)")
+    order = trials["optuna_trial"] if "optuna_trial" in trials else pd.Series(range(len(trials)))
+    trials = trials.assign(_order=order.fillna(np.inf).to_numpy())
+    trials = trials.sort_values(["_order", "seed"], kind="stable")
+    trials = trials.drop(columns="_order").reset_index(drop=True)
+    trials["is_baseline"] = trials["is_baseline"].astype(str).str.lower() == "true"
+    return StudyData(study_dir, meta, trials, _read_csv(study_dir / "records.csv"))
+
+
+# ---------------------------------------------------------------- formatting
+def fmt(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
+        return f"{int(v):,}" if abs(v) >= 10_000 else str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def fmt_value(v) -> str:
+    """An axis value as the study file wrote it (missing -> null)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "null"
+    return fmt(v)
+
+
+def pm(mean, std, digits: int = 4) -> str:
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ± {fmt(std, 2)}"
+
+
+def md_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table (no `tabulate` dependency)."""
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def model_name(row) -> str:
+    name = str(row["label"]).replace(",", ", ")
+    return name + " (baseline)" if row["is_baseline"] else name
+
+
+# ---------------------------------------------------------------- aggregation over seeds
+def per_config(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One row per config (label): its first identifying fields, n seeds, mean and std of `columns`."""
+    cols = [c for c in columns if c in df]
+    ident = ["label", "stage", "transfer_source", "is_baseline"] + [c for c in df if c.startswith("param:")]
+    g = df.groupby("label", sort=False)
+    out = g[ident].first().reset_index(drop=True)
+    out["seeds"] = g["seed"].nunique().to_numpy()
+    for c in cols:
+        values = pd.to_numeric(df[c], errors="coerce").groupby(df["label"], sort=False)
+        out[f"{c}_mean"] = values.mean().to_numpy()
+        out[f"{c}_std"] = values.std(ddof=1).to_numpy()
+    return out
+
+
+def _present(df: pd.DataFrame, cols: list[str]) -> list[str]:
+    return [c for c in cols if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
+
+
+def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    done = data.complete
+    metrics = _present(done, [m for m, _ in QUALITY])
+    raw = per_config(done, metrics + ["kid_std", "n_samples"])
+    n_col = done["n_samples"] if "n_samples" in done else pd.Series(dtype=float)
+    ns = sorted(pd.to_numeric(n_col, errors="coerce").dropna().unique())
+    view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
+    if data.multi_seed:
+        view["Seeds"] = raw["seeds"]
+    for m, header in QUALITY:
+        if m not in metrics:
+            continue
+        k = SCALE.get(m, 1.0)
+        if m == "fid":
+            header = f"FID@{int(ns[0])}" if len(ns) == 1 else "FID"
+        std = raw[f"{m}_std"]
+        if m == "kid" and not data.multi_seed and "kid_std_mean" in raw:
+            std = raw["kid_std_mean"]  # one seed: the estimator's std over subsets
+        view[header] = [pm(a * k, b * k) for a, b in zip(raw[f"{m}_mean"], std, strict=True)]
+    if len(ns) > 1:
+        view["N"] = [fmt(v) for v in raw["n_samples_mean"]]
+    return raw, view
+
+
+EFFICIENCY = [("epochs", "Epochs"), ("images_seen", "Images seen"),
+              ("time_per_epoch_min", "Time/Epoch (min)"), ("total_hours", "Total Time (h)"),
+              ("speedup", "Speed-up (×)"), ("speedup_per_epoch", "Speed-up/epoch (×)"),
+              ("chain_hours", "Incl. source training (h)"), ("sample_seconds_per_image", "Sampling (s/img)"),
+              ("ddpm_seconds_per_image", "DDPM T steps (s/img)")]
+
+
+def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    done = data.complete
+    cols = _present(done, [c for c, _ in EFFICIENCY])
+    if not data.has_transfer and "chain_hours" in cols:
+        cols.remove("chain_hours")
+    raw = per_config(done, cols + ["num_parameters"])
+    view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
+    for c, header in EFFICIENCY:
+        if c not in cols:
+            continue
+        if c.startswith("speedup"):
+            view[header] = [("–" if math.isnan(v) else f"{v:.2f}") for v in raw[f"{c}_mean"]]
+        elif c in ("epochs", "images_seen"):
+            view[header] = [fmt(v) for v in raw[f"{c}_mean"]]
+        else:
+            view[header] = [pm(a, b, 3) for a, b in zip(raw[f"{c}_mean"], raw[f"{c}_std"], strict=True)]
+    return raw, view
+
+
+def ablation_tables(data: StudyData) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Per swept axis: one row per value, mean over every other axis and seed."""
+    done = data.complete
+    metrics = _present(done, [data.quality] + [m for m, _ in QUALITY if m != data.quality][:4])
+    effic = _present(done, ["time_per_epoch_min", "total_hours", "speedup"])
+    out = {}
+    for axis in data.meta.get("axes", []):
+        col = f"param:{axis}"
+        if col not in done:
+            continue
+        key = done[col].map(fmt_value)
+        g = done.groupby(key, sort=False)
+        raw = pd.DataFrame({axis: list(g.groups), "trials": g.size().to_numpy()})
+        for c in metrics + effic:
+            raw[c] = pd.to_numeric(done[c], errors="coerce").groupby(key, sort=False).mean().to_numpy()
+        view = pd.DataFrame({axis: raw[axis], "Trials": raw["trials"]})
+        headers = dict(QUALITY) | dict(EFFICIENCY)
+        for c in metrics + effic:
+            scale = SCALE.get(c, 1.0)
+            view[headers[c]] = [f"{v:.2f}" if c == "speedup" and not math.isnan(v) else fmt(v * scale)
+                                for v in raw[c]]
+        out[axis] = (raw, view)
+    return out
+
+
+def failed_table(data: StudyData) -> pd.DataFrame:
+    bad = data.trials[data.trials["state"] != "complete"]
+    return pd.DataFrame({"Model": bad["label"].astype(str).str.replace(",", ", "), "Seed": bad["seed"],
+                         "Stage": bad["stage"], "State": bad["state"],
+                         "Reason": bad.get("reason", pd.Series("", index=bad.index)).fillna("")})
+
+
+def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per target stage: epochs (and hours) each transfer source needs to reach the from-scratch run's final
+    quality (lower is better); NaN where it never does within its epochs."""
+    q, done, rec = data.quality, data.complete, data.records
+    rows = []
+    if rec.empty or q not in done:
+        return pd.DataFrame(), pd.DataFrame()
+    curves = rec[(rec["metric"] == q) & (rec["target_stage"].astype(str).str.lower() == "true")]
+    for stage in done["stage"].drop_duplicates():
+        here = done[done["stage"] == stage]
+        scratch = here[here["transfer_source"] == "scratch"]
+        if scratch.empty or (here["transfer_source"] != "scratch").sum() == 0:
+            continue
+        target = pd.to_numeric(scratch[q]).mean()
+        scratch_epochs = scratch["epochs"].mean()
+        for label, trials in here.groupby("label", sort=False):
+            hits = []
+            for key in trials["trial"]:
+                c = curves[curves["trial"] == key].sort_values("epoch")
+                c = c[c["value"] <= target * (1 + 1e-9) + 1e-12]
+                hits.append((c["epoch"].iloc[0], c["train_hours"].iloc[0]) if len(c) else (np.nan, np.nan))
+            hit = np.array(hits, dtype=float)
+            reached = int(np.isfinite(hit[:, 0]).sum())
+            rows.append({"stage": stage, "transfer_source": trials["transfer_source"].iloc[0], "label": label,
+                         "target": target, "seeds": len(trials), "seeds_reached": reached,
+                         "epochs_to_reach": np.nanmean(hit[:, 0]) if reached else np.nan,
+                         "hours_to_reach": np.nanmean(hit[:, 1]) if reached else np.nan,
+                         "trained_epochs": trials["epochs"].mean(), "scratch_epochs": scratch_epochs})
+    raw = pd.DataFrame(rows)
+    if raw.empty:
+        return raw, raw
+    k = SCALE.get(q, 1.0)
+    qname = dict(QUALITY).get(q, q)
+
+    def reach(r) -> str:
+        if r["seeds_reached"] == 0:
+            return f"not reached in {fmt(r['trained_epochs'])}"
+        some = f" ({r['seeds_reached']}/{r['seeds']} seeds)" if r["seeds_reached"] < r["seeds"] else ""
+        return fmt(r["epochs_to_reach"]) + some
+
+    view = pd.DataFrame({
+        "Stage": raw["stage"], "Source": raw["transfer_source"],
+        f"Scratch final {qname}": [fmt(v * k) for v in raw["target"]],
+        "Epochs to reach": [reach(r) for _, r in raw.iterrows()],
+        "Hours to reach": [fmt(v, 3) for v in raw["hours_to_reach"]],
+        "Scratch epochs": [fmt(v) for v in raw["scratch_epochs"]]})
+    return raw, view

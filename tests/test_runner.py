@@ -1,0 +1,98 @@
+"""`bench run` end to end at smoke scale: records, Optuna trials, resume without duplicates."""
+
+from __future__ import annotations
+
+import textwrap
+
+import optuna
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+STUDY = """
+    description: tiny study for the runner tests
+    base:
+      data: {source: synthetic-faces}
+      train: {epochs_per_subset: 2}
+      eval: {every_epochs: 1, metrics: [kid, l1, psnr, ssim], n_samples: 6}
+    sweep:
+      zip: {train.subsets: [1, 2]}
+    seeds: [0]
+    baseline: {train.subsets: 1}
+"""
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(STUDY))
+    return path
+
+
+def _run(study_file, results, *extra):
+    return main(["run", str(study_file), "--scale", "smoke", "--results", str(results), "--no-report", *extra])
+
+
+def test_smoke_study_runs_end_to_end_with_expected_records(study_file, tmp_path):
+    results = tmp_path / "results"
+    assert _run(study_file, results) == 0
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert len(trials) == 2 and set(trials["state"]) == {"complete"}
+    assert sorted(trials["param:train.subsets"]) == [1, 2]
+    # Algorithm 2: N = 2 subsets x E = 2 epochs is 4 epochs over halves: as many images as 2 full epochs
+    by_n = trials.set_index("param:train.subsets")
+    assert by_n.loc[2, "epochs"] == 4 and by_n.loc[1, "epochs"] == 2
+    assert by_n.loc[2, "images_seen"] == by_n.loc[1, "images_seen"]
+    base = trials[trials["is_baseline"]].iloc[0]
+    inc = trials[~trials["is_baseline"]].iloc[0]
+    assert inc["speedup"] == pytest.approx(base["total_hours"] / inc["total_hours"])
+    records = pd.read_csv(results / "tiny" / "records.csv")
+    # one row per trial, stage, epoch and metric: 2 trials x 2 epochs x (3 training + 5 eval metrics)
+    per_epoch = records.groupby(["trial", "epoch"])["metric"].apply(set)
+    assert all({"loss", "epoch_seconds", "kid", "l1", "psnr"} <= m for m in per_epoch)
+    assert not records.duplicated(["trial", "stage", "epoch", "metric"]).any()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results}/bench.db")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2
+    # the quality metric at every evaluation epoch
+    assert sorted(len(t.intermediate_values) for t in done) == [2, 4]
+    assert all(t.user_attrs["images_seen"] > 0 and "time_per_epoch_min" in t.user_attrs for t in done)
+    assert (results / "tiny" / "trials" / inc["trial"] / "config.json").exists()
+
+
+def test_rerun_skips_finished_trials_and_resumes_the_rest(study_file, tmp_path):
+    results = tmp_path / "results"
+    assert _run(study_file, results, "--trials", "1") == 0
+    first = pd.read_csv(results / "tiny" / "trials.csv")
+    assert len(first) == 1
+    assert _run(study_file, results) == 0
+    assert _run(study_file, results) == 0  # a third call finds nothing to do
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert len(trials) == 2
+    records = pd.read_csv(results / "tiny" / "records.csv")
+    assert not records.duplicated(["trial", "stage", "epoch", "metric"]).any()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results}/bench.db")
+    assert len(study.trials) == 2
+
+
+def test_session_budget_pauses_and_the_next_call_resumes(study_file, tmp_path):
+    results = tmp_path / "results"
+    assert _run(study_file, results, "--session-budget", "1ep") == 0
+    assert len(pd.read_csv(results / "tiny" / "trials.csv")) == 0
+    assert _run(study_file, results) == 0
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert list(trials["state"]) == ["complete", "complete"]
+    assert sorted(trials["epochs"]) == [2, 4]
+
+
+def test_a_failing_trial_does_not_stop_the_study(study_file, tmp_path):
+    text = textwrap.dedent(STUDY).replace("zip: {train.subsets: [1, 2]}", "zip: {train.lr: [1.0e+30, 1.0e-4]}")
+    text = text.replace("baseline: {train.subsets: 1}", "baseline: {train.lr: 1.0e-4}")
+    study_file.write_text(text)
+    results = tmp_path / "results"
+    assert _run(study_file, results) == 0
+    trials = pd.read_csv(results / "tiny" / "trials.csv").set_index("param:train.lr")
+    assert trials.loc[1e30, "state"] == "failed"
+    assert "loss became" in trials.loc[1e30, "reason"]
+    assert trials.loc[1e-4, "state"] == "complete"
