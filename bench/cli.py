@@ -42,14 +42,21 @@ def cmd_run(args) -> int:
     from .progress import StudyProgress, console, print_table
     from .study import load_study, parse_sets
 
-    study = load_study(args.file, args.scale, parse_sets(args.set))
-    budget = parse_budget(args.session_budget)
+    try:
+        sets = parse_sets(args.set)
+        budget = parse_budget(args.session_budget)
+        if args.trials is not None and args.trials < 1:
+            raise ConfigError(f"--trials {args.trials}: must be at least 1")
+    except ConfigError as e:
+        raise ConfigError(f"{args.file}: {e}") from None
+    study = load_study(args.file, args.scale, sets)
     sizes = preflight(study, args.results)
     if args.dry_run:
         dryrun.print_plan(study, sizes, args.device)
         return 0
-    storage = args.storage or _storage_default(args.results)
+    storage = runner.make_storage(args.storage) if args.storage else None  # a bad URL fails before any write
     args.results.mkdir(parents=True, exist_ok=True)
+    storage = storage or runner.make_storage(_storage_default(args.results))
     with StudyProgress(len(study.trials), f"{study.name} ({study.scale})") as progress:
         summary = runner.run_study(study, args.results, storage, device=args.device, max_trials=args.trials,
                                    budget=budget, retry_failed=args.retry_failed, progress=progress)
@@ -81,13 +88,14 @@ def cmd_list(args) -> int:
     import optuna
 
     from .progress import print_table
+    from .runner import make_storage
 
     storage = args.storage or _storage_default(args.results)
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
         print(f"no studies yet ({storage})")
         return 0
     rows = []
-    for s in optuna.get_all_study_summaries(storage=storage):
+    for s in optuna.get_all_study_summaries(storage=make_storage(storage)):
         rows.append({"study": s.study_name, "trials": s.n_trials, "scale": s.user_attrs.get("scale", ""),
                      "best": s.best_trial.value if s.best_trial else ""})
     print_table(f"studies in {storage}", rows)
@@ -157,8 +165,15 @@ def cmd_perf(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line (`bench run: error: ...`) and exit status 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp, scale=True):
@@ -174,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run (or resume) an ablation study: every sweep point x seed")
     sp.add_argument("file", help="study file, e.g. ablations/timesteps.yaml")
     common(sp)
-    sp.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<results>/bench.db)")
+    sp.add_argument("--storage", help="Optuna storage: a database URL (default: sqlite:///<results>/bench.db) "
+                                      "or a journal file (journal:PATH or PATH.log) for many workers or NFS")
     sp.add_argument("--trials", type=int, help="run at most N trials in this call")
     sp.add_argument("--dry-run", action="store_true", help="print the expanded grid and estimated cost, run nothing")
     sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
@@ -231,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2, already printed in one line)
+        return e.code if isinstance(e.code, int) else 2
     if getattr(args, "device", None) not in (None, "auto"):
         from model.device import resolve_device
 
@@ -244,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder we may not write, a lost mount: finished work stays intact
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e} (finished trials and records are intact; "
+              f"fix it and run the same command again)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

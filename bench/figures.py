@@ -58,7 +58,7 @@ def _save(fig, handles, labels, path: Path) -> Path:
 
 def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data: StudyData,
           path: Path) -> Path | None:
-    """Rows x columns of panels (metric, x column, x label, stage): a line per config, mean ± sd over seeds."""
+    """Rows x columns of panels (metric, x column, x label, stage): a line per config, mean ± sd of seeds."""
     if rec.empty or not panels or not panels[0]:
         return None
     legend = 0.25 + 0.16 * ((data.complete["label"].nunique() + 1) // 2)
@@ -98,8 +98,9 @@ def _stages(data: StudyData) -> list[str]:
 
 def quality_vs_epoch(data: StudyData, out_dir: Path) -> Path | None:
     """Rows: the quality metric, FID, training loss; columns: stages."""
-    rec = _curves(data, list(dict.fromkeys([data.quality, "fid", "loss"])))
-    metrics = [m for m in dict.fromkeys([data.quality, "fid", "loss"]) if not rec.empty and (rec["metric"] == m).any()]
+    wanted = list(dict.fromkeys([data.quality, "fid", "loss"]))
+    rec = _curves(data, wanted)
+    metrics = [m for m in wanted if not rec.empty and (rec["metric"] == m).any()]
     panels = [[(m, "epoch", "epoch", st) for st in _stages(data)] for m in metrics]
     return _grid(rec, panels, data, out_dir / "quality_vs_epoch.png")
 

@@ -19,6 +19,11 @@ RESERVED = {"reference", "perf"}  # results/reference and results/perf hold comm
 def check_results_root(results_root: Path) -> None:
     """Refuse a results folder we cannot write to before any work starts."""
     root = Path(results_root)
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"{root}: results folder is a file, not a folder (use --results DIR)")
+    blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise BenchError(f"{root}: cannot create the results folder: '{blocker}' is a file (use --results DIR)")
     probe = root if root.exists() else next((p for p in root.parents if p.exists()), Path("."))
     if not os.access(probe, os.W_OK | os.X_OK):
         raise BenchError(f"{root}: results folder is not writable (use --results DIR)")

@@ -60,9 +60,10 @@ def make_storage(url: str):
         from optuna.storages.journal import JournalFileBackend
 
         path = Path(url.removeprefix("journal:")).expanduser()
-        if not path.parent.is_dir():
-            raise ConfigError(f"--storage {url!r}: folder '{path.parent}' does not exist")
+        if not path.name or path.is_dir():
+            raise ConfigError(f"--storage {url!r}: a journal storage is a file, not a folder")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except (OSError, ValueError) as e:
             raise ConfigError(f"--storage {url!r}: cannot open the journal file ({e})") from None

@@ -180,6 +180,8 @@ def parse_sets(items: list[str] | None) -> dict:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set data.path=/data/celeba")
         try:
             out[key.strip()] = yaml.safe_load(value)
+        except yaml.constructor.ConstructorError:
+            raise ConfigError(f"--set {item!r}: YAML tags are not allowed in values") from None
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
     return out
@@ -193,6 +195,11 @@ def load_study(path: str | Path, scale: str, overrides: dict | None = None) -> S
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{where}: study file not found") from None
+    except yaml.constructor.ConstructorError as e:  # e.g. !!python/object/apply: safe_load never runs it
+        mark = getattr(e, "problem_mark", None)
+        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{where}: YAML tag not allowed{pos} ({e.problem}); study files are plain YAML "
+                          f"(mappings, lists, strings, numbers)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -306,6 +313,11 @@ def _expand(study: Study, overrides: dict) -> Study:
         for seed in spec.seeds:
             run = build_run(stage, point, seed)
             study.trials.append(Trial(point=point, seed=seed, label=_label(point), run=run, is_baseline=is_base))
+    keys = [t.key for t in study.trials]
+    if len(set(keys)) < len(keys):
+        dup = next(t for t in study.trials if keys.count(t.key) > 1)
+        raise ConfigError(f"sweep/seeds: point {dup.label} with seed {dup.seed} appears twice "
+                          f"(a repeated value in a sweep list or in seeds)")
     if spec.baseline and not any(t.is_baseline for t in study.trials):
         raise ConfigError(f"baseline: {spec.baseline} matches no sweep point")
     return study
