@@ -63,7 +63,8 @@ def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data
         return None
     legend = 0.25 + 0.16 * ((data.complete["label"].nunique() + 1) // 2)
     n_rows, n_cols = len(panels), max(len(r) for r in panels)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.4 * n_rows + legend), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(7.2, 3.6 * n_cols), 2.4 * n_rows + legend),
+                             squeeze=False)
     palette, names = _palette(data), {r["label"]: model_name(r) for _, r in data.complete.iterrows()}
     handles = {}
     for i, row in enumerate(panels):
@@ -74,7 +75,8 @@ def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data
             if part.empty:
                 ax.set_axis_off()
                 continue
-            sns.lineplot(part, x=x, y="value", hue="label", palette=palette, marker="o", errorbar="sd",
+            marker = "o" if part[x].nunique() <= 25 else None  # no dots on a long per-epoch loss curve
+            sns.lineplot(part, x=x, y="value", hue="label", palette=palette, marker=marker, errorbar="sd",
                          ax=ax, legend=True)
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
                 handles.setdefault(lab, h)
@@ -97,11 +99,14 @@ def _stages(data: StudyData) -> list[str]:
 
 
 def quality_vs_epoch(data: StudyData, out_dir: Path) -> Path | None:
-    """Rows: the quality metric, FID, training loss; columns: stages."""
+    """Rows: the quality metric, FID, training loss; columns: stages (one stage: a single row)."""
     wanted = list(dict.fromkeys([data.quality, "fid", "loss"]))
     rec = _curves(data, wanted)
     metrics = [m for m in wanted if not rec.empty and (rec["metric"] == m).any()]
-    panels = [[(m, "epoch", "epoch", st) for st in _stages(data)] for m in metrics]
+    stages = _stages(data)
+    panels = [[(m, "epoch", "epoch", st) for st in stages] for m in metrics]
+    if len(stages) == 1:  # one row of metrics
+        panels = [[row[0] for row in panels]]
     return _grid(rec, panels, data, out_dir / "quality_vs_epoch.png")
 
 

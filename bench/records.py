@@ -31,10 +31,8 @@ def read_json(path: Path):
 
 
 def finished_trials(study_dir: Path) -> list[dict]:
-    out = []
-    for f in sorted((Path(study_dir) / "trials").glob("*/trial.json")):
-        out.append(read_json(f))
-    return out
+    out = [read_json(f) for f in (Path(study_dir) / "trials").glob("*/trial.json")]
+    return sorted(out, key=lambda t: (t.get("index", 0), t["key"]))  # the study file's order
 
 
 def _point_columns(trial: dict) -> dict:

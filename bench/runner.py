@@ -25,8 +25,8 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from model.device import resolve_device
 from model.checkpoint import remove_stale_temporaries
+from model.device import resolve_device
 from model.errors import BenchError, ConfigError
 from model.evaluate import Evaluator
 from model.faults import fault
@@ -178,7 +178,7 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
     otrial = _new_optuna_trial(ostudy, study, trial)
     quality = study.spec.quality_metric
     write_json(trial_dir / "config.json", {r.stage: r.config.model_dump(mode="json") for r in trial.run.chain()})
-    info = {"key": trial.key, "label": trial.label, "seed": trial.seed, "point": trial.point,
+    info = {"key": trial.key, "index": study.trials.index(trial), "label": trial.label, "seed": trial.seed, "point": trial.point,
             "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
             "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
             "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}

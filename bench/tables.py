@@ -121,13 +121,13 @@ def model_name(row) -> str:
 # ---------------------------------------------------------------- aggregation over seeds
 def per_config(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per config (label): its first identifying fields, n seeds, mean and std of `columns`."""
-    cols = [c for c in columns if c in df]
     ident = ["label", "stage", "transfer_source", "is_baseline"] + [c for c in df if c.startswith("param:")]
     g = df.groupby("label", sort=False)
     out = g[ident].first().reset_index(drop=True)
     out["seeds"] = g["seed"].nunique().to_numpy()
-    for c in cols:
-        values = pd.to_numeric(df[c], errors="coerce").groupby(df["label"], sort=False)
+    for c in columns:  # a column the trials lack comes out as NaN
+        values = pd.to_numeric(df.get(c, pd.Series(np.nan, index=df.index)), errors="coerce")
+        values = values.groupby(df["label"], sort=False)
         out[f"{c}_mean"] = values.mean().to_numpy()
         out[f"{c}_std"] = values.std(ddof=1).to_numpy()
     return out
@@ -173,7 +173,7 @@ def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     cols = _present(done, [c for c, _ in EFFICIENCY])
     if not data.has_transfer and "chain_hours" in cols:
         cols.remove("chain_hours")
-    raw = per_config(done, cols + ["num_parameters"])
+    raw = per_config(done, [c for c, _ in EFFICIENCY] + ["num_parameters"])
     view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
     for c, header in EFFICIENCY:
         if c not in cols:

@@ -63,6 +63,16 @@ def test_mapped_weights_match_fid_helper_torchscript(mapped):
     assert (ours - theirs).abs().max().item() < 1e-4
 
 
+def test_pytorch_fid_weights_preferred_when_cached(mapped, tmp_path, monkeypatch):
+    os.makedirs(tmp_path / "checkpoints")
+    small = {"Conv2d_1a_3x3.conv.weight": mapped["Conv2d_1a_3x3.conv.weight"]}
+    torch.save(small, tmp_path / "checkpoints" / inception.PYTORCH_FID_FILE)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert inception.fid_weights().keys() == small.keys()
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty"))
+    assert inception.fid_weights().keys() == mapped.keys()
+
+
 def test_extract_features_accepts_uint8_and_float(feats):
     imgs = smooth_images(3, 32, seed=1)
     as_float = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255

