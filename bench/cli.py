@@ -37,24 +37,32 @@ def parse_budget(text: str | None):
 
 
 def cmd_run(args) -> int:
-    from . import dryrun, runner
-    from .preflight import preflight
-    from .progress import StudyProgress, console, print_table
     from .study import load_study, parse_sets
 
     try:
         sets = parse_sets(args.set)
-        budget = parse_budget(args.session_budget)
         if args.trials is not None and args.trials < 1:
             raise ConfigError(f"--trials {args.trials}: must be at least 1")
     except ConfigError as e:
         raise ConfigError(f"{args.file}: {e}") from None
-    study = load_study(args.file, args.scale, sets)
+    study = load_study(args.file, args.scale, sets)  # before importing torch: a bad file fails at once
+
+    from . import dryrun, runner
+    from .preflight import preflight
+    from .progress import StudyProgress, console, print_table
+
+    try:
+        budget = parse_budget(args.session_budget)
+    except ConfigError as e:
+        raise ConfigError(f"{args.file}: {e}") from None
     sizes = preflight(study, args.results)
     if args.dry_run:
         dryrun.print_plan(study, sizes, args.device)
         return 0
-    storage = runner.make_storage(args.storage) if args.storage else None  # a bad URL fails before any write
+    try:
+        storage = runner.make_storage(args.storage) if args.storage else None  # a bad URL fails before any write
+    except ConfigError as e:
+        raise ConfigError(f"{args.file}: {e}") from None
     args.results.mkdir(parents=True, exist_ok=True)
     storage = storage or runner.make_storage(_storage_default(args.results))
     with StudyProgress(len(study.trials), f"{study.name} ({study.scale})") as progress:

@@ -23,7 +23,7 @@ def _quality_cost(row, base, q: str, qname: str, multi_seed: bool) -> str:
     k = SCALE.get(q, 1.0)
     a, b = row[f"{q}_mean"], base[f"{q}_mean"]
     if math.isnan(a) or math.isnan(b):
-        return f"{qname} not available"
+        return f"{qname} not computed"
     diff, ratio = (a - b) * k, (a / b if b else math.nan)
     better = (diff < 0) == (q in LOWER_IS_BETTER)
     text = (f"{qname} {fmt(a * k)} vs {fmt(b * k)} for the baseline (difference {diff:+.3g}, "
@@ -44,13 +44,16 @@ def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: Stu
     qname = dict(QUALITY).get(q, q)
     rows = eff.merge(qual[["label"] + [c for c in qual if c.startswith(f"{q}_")]], on="label", how="left")
     rows = rows[rows["stage"] == stage].reset_index(drop=True)
+    for c in (f"{q}_mean", f"{q}_std"):  # the quality metric may not have been computed (eval.metrics)
+        if c not in rows:
+            rows[c] = math.nan
     if rows.empty:
         return []
     if len(rows) == 1:
         r = rows.iloc[0]
         return [f"{prefix}only one config ({_name(r)}): {fmt(r['total_hours_mean'], 3)} h in total, "
                 f"{fmt(r['time_per_epoch_min_mean'], 3)} min per epoch, {qname} "
-                f"{fmt(r.get(f'{q}_mean', math.nan) * SCALE.get(q, 1.0))}; nothing to compare."]
+                f"{fmt(r[f'{q}_mean'] * SCALE.get(q, 1.0))}; nothing to compare."]
     bases = rows[rows["is_baseline"]]
     base = bases.iloc[0] if len(bases) else None
     out = []
@@ -58,7 +61,7 @@ def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: Stu
     total = rows.loc[rows["total_hours_mean"].idxmin()]
     text = (f"{prefix}fastest per epoch: {_name(fast)} ({fmt(fast['time_per_epoch_min_mean'], 3)} min/epoch")
     if base is not None and not fast["is_baseline"]:
-        text += f", {fast['speedup_per_epoch_mean']:.2f}× the baseline's speed per epoch"
+        text += f", {fast['speedup_per_epoch']:.2f}× the baseline's speed per epoch"
     out.append(text + ").")
     text = f"{prefix}least total training time: {_name(total)} ({fmt(total['total_hours_mean'], 3)} h"
     if base is None:
@@ -67,9 +70,9 @@ def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: Stu
         out.append(text + "): no config was faster in total than the baseline.")
     else:
         cost = _quality_cost(total, base, q, qname, data.multi_seed)
-        out.append(text + f", speed-up {total['speedup_mean']:.2f}× over the baseline's "
+        out.append(text + f", speed-up {total['speedup']:.2f}× over the baseline's "
                    f"{fmt(base['total_hours_mean'], 3)} h), at {cost}.")
-    if f"{q}_mean" in rows and rows[f"{q}_mean"].notna().any():
+    if rows[f"{q}_mean"].notna().any():
         best_i = rows[f"{q}_mean"].idxmin() if q in LOWER_IS_BETTER else rows[f"{q}_mean"].idxmax()
         best = rows.loc[best_i]
         if base is not None and best["label"] == total["label"] and not best["is_baseline"]:
@@ -78,7 +81,7 @@ def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: Stu
         text = f"{prefix}best {qname}: {_name(best)} ({fmt(best[f'{q}_mean'] * SCALE.get(q, 1.0))}"
         if base is not None and not best["is_baseline"]:
             cost = _quality_cost(best, base, q, qname, data.multi_seed)
-            text += f", speed-up {best['speedup_mean']:.2f}×; {cost}"
+            text += f", speed-up {best['speedup']:.2f}×; {cost}"
         out.append(text + ").")
     return out
 
@@ -108,7 +111,7 @@ def findings(data: StudyData, qual: pd.DataFrame, eff: pd.DataFrame, reach: pd.D
     if not data.multi_seed:
         out.append("One seed per config: no error bars, so any of these differences may be run-to-run noise.")
     ns = pd.to_numeric(data.complete.get("n_samples", pd.Series(dtype=float)), errors="coerce").dropna()
-    if len(ns) and ns.min() < FID_RELIABLE_N:
+    if data.has_fid and len(ns) and ns.min() < FID_RELIABLE_N:
         n = fmt(ns.min()) if ns.min() == ns.max() else f"{fmt(ns.min())}–{fmt(ns.max())}"
         out.append(f"FID and KID come from {n} samples: FID with fewer than "
                    f"{FID_RELIABLE_N} samples is biased upward and only comparable at equal N.")

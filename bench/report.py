@@ -8,6 +8,7 @@ sentences computed from them (findings.py). `report/` belongs to the report: it 
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 import shutil
@@ -118,6 +119,8 @@ def _header(data: StudyData) -> str:
                   for st in dict.fromkeys(f["Stage"] for f in facts)] if facts else []
     root = data.dir.parent
     results = "" if root.name == "results" and not root.is_absolute() else f" --results {root}"
+    results += "".join(f" --set {k}={json.dumps(v) if not isinstance(v, str) else v}"
+                       for k, v in (m.get("overrides") or {}).items())
     text = [f"# Report: {m.get('name', data.dir.name)}", m.get("description", ""), "## What was run",
             md_table(pd.DataFrame(rows, columns=["", "Value"]))]
     if stage_rows:
@@ -146,15 +149,15 @@ def _block(title: str, note: str, frames, name: str, out: Path, csv: bool) -> st
 
 def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
     n = pd.to_numeric(data.complete.get("n_samples"), errors="coerce").dropna()
-    seeds = ("mean ± std over seeds" if data.multi_seed
-             else "one seed per config: no error bars (KID ± is the estimator's std over subsets)")
+    seeds = ("Mean ± std over seeds" if data.multi_seed
+             else "One seed per config: no error bars (KID ± is the estimator's std over subsets)")
     ns = _joined(fmt(v) for v in sorted(n.unique()))
     fid_note = (f" FID@N is computed from N = {ns} generated samples; with fewer than {FID_RELIABLE_N} "
-                "samples FID is biased upward and only comparable at equal N." if len(n) else "")
+                "samples FID is biased upward and only comparable at equal N." if data.has_fid else "")
     base = ", ".join(f"{k} = {v}" for k, v in data.meta.get("baseline", {}).items()) or "none"
-    effic_note = (f"Speed-up = the baseline's total training hours / this config's (per epoch: the same with "
-                  f"time per epoch), against the baseline ({base}) of the same stage, as in trials.csv. "
-                  "Training time excludes evaluation.")
+    effic_note = (f"Speed-up = the total training hours of the baseline ({base}) of the same stage / this "
+                  "config's (means over seeds; one seed: trials.csv's `speedup`); per epoch: the same with "
+                  "the time per epoch. Training time excludes evaluation.")
     if data.has_transfer:
         effic_note += " 'Incl. source training' adds the training of the stages it was transferred from."
     return "\n\n".join([

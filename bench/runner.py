@@ -74,8 +74,10 @@ def make_storage(url: str):
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
+        if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError) as e:
+    except (ImportError, ValueError, OSError, sqlalchemy.exc.SQLAlchemyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--storage {url!r}: cannot open ({type(e).__name__}: {first[:200]})") from None
 
@@ -178,7 +180,8 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
     otrial = _new_optuna_trial(ostudy, study, trial)
     quality = study.spec.quality_metric
     write_json(trial_dir / "config.json", {r.stage: r.config.model_dump(mode="json") for r in trial.run.chain()})
-    info = {"key": trial.key, "index": study.trials.index(trial), "label": trial.label, "seed": trial.seed, "point": trial.point,
+    info = {"key": trial.key, "index": study.trials.index(trial), "label": trial.label, "seed": trial.seed,
+            "point": trial.point,
             "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
             "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
             "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}
@@ -257,7 +260,8 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
     write_json(study_dir / "study.json", {"name": study.name, "file": str(study.path), "scale": study.scale,
                                           "axes": study.axes, "baseline": study.spec.baseline,
                                           "quality_metric": study.spec.quality_metric,
-                                          "description": study.spec.description, "trials": len(study.trials)})
+                                          "description": study.spec.description, "trials": len(study.trials),
+                                          "overrides": study.overrides})
     ostudy = open_study(study, storage)
     summary = RunSummary()
     budget = budget or Budget()

@@ -105,6 +105,7 @@ class Study:
     spec: StudyFile
     trials: list[Trial] = field(default_factory=list)
     axes: list[str] = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)  # --set KEY=VALUE, recorded so reports can reproduce it
 
 
 # ---------------------------------------------------------------- helpers for dotted keys and errors
@@ -223,7 +224,8 @@ def load_study(path: str | Path, scale: str, overrides: dict | None = None) -> S
     if not _NAME.match(name):
         raise ConfigError(f"{where}: name {name!r}: use letters, digits, '_', '-' or '.', no path separators")
     try:
-        return _expand(Study(name=name, path=path, scale=scale, spec=spec), overrides or {})
+        return _expand(Study(name=name, path=path, scale=scale, spec=spec, overrides=dict(overrides or {})),
+                       overrides or {})
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -238,12 +240,13 @@ def _axes(spec: StudyFile) -> tuple[list[str], list[dict]]:
     lengths = {len(v) for v in spec.sweep.zip.values()}
     if len(lengths) > 1:
         raise ConfigError(f"sweep.zip: all lists must have the same length (got {sorted(lengths)})")
-    zipped = [dict(zip(spec.sweep.zip, vals)) for vals in zip(*spec.sweep.zip.values())] or [{}]
+    zipped = [dict(zip(spec.sweep.zip, vals, strict=True)) for vals in zip(*spec.sweep.zip.values(), strict=True)]
+    zipped = zipped or [{}]
     grid_keys = list(spec.sweep.grid)
     points = []
     for combo in itertools.product(*spec.sweep.grid.values()):
         for z in zipped:
-            points.append({**z, **dict(zip(grid_keys, combo))})
+            points.append({**z, **dict(zip(grid_keys, combo, strict=True))})
     return list(spec.sweep.zip) + grid_keys, points
 
 

@@ -47,6 +47,11 @@ class StudyData:
         return bool((self.complete.groupby("label")["seed"].nunique() > 1).any())
 
     @property
+    def has_fid(self) -> bool:
+        fid = self.complete.get("fid", pd.Series(dtype=float))
+        return bool(pd.to_numeric(fid, errors="coerce").notna().any())
+
+    @property
     def has_transfer(self) -> bool:
         return bool((self.complete["transfer_source"].astype(str) != "scratch").any())
 
@@ -69,8 +74,10 @@ def load(study_dir: Path) -> StudyData:
     if trials.empty:
         file = meta.get("file", "<file>")
         raise ConfigError(f"{study_dir}: no finished trials yet (run `bench run {file}` first)")
-    order = trials["optuna_trial"] if "optuna_trial" in trials else pd.Series(range(len(trials)))
-    trials = trials.assign(_order=order.fillna(np.inf).to_numpy())
+    index = [records.read_json(study_dir / "trials" / k / "trial.json").get("index") for k in trials["trial"]]
+    if None in index:  # folders written before trial.json had the study file's order: the run order
+        index = trials["optuna_trial"] if "optuna_trial" in trials else pd.Series(range(len(trials)))
+    trials = trials.assign(_order=pd.Series(index, dtype=float).fillna(np.inf).to_numpy())
     trials = trials.sort_values(["_order", "seed"], kind="stable")
     trials = trials.drop(columns="_order").reset_index(drop=True)
     trials["is_baseline"] = trials["is_baseline"].astype(str).str.lower() == "true"
@@ -100,6 +107,8 @@ def fmt_value(v) -> str:
 def pm(mean, std, digits: int = 4) -> str:
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return fmt(mean, digits)
+    if abs(std) <= 1e-9 * abs(mean):  # floating-point noise (e.g. KID's std over a single subset)
+        return f"{fmt(mean, digits)} ± 0"
     return f"{fmt(mean, digits)} ± {fmt(std, 2)}"
 
 
@@ -169,17 +178,29 @@ EFFICIENCY = [("epochs", "Epochs"), ("images_seen", "Images seen"),
 
 
 def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time per epoch, total time and speed-up per config.
+
+    Speed-up (as in trials.csv): the mean total hours of the stage's baseline trials / this config's mean
+    total hours over its seeds. With one seed this is exactly trials.csv's `speedup`; with several it is the
+    ratio of the means (the baseline's own is 1), and `speedup_trial_mean` keeps the mean of the per-trial
+    ratios.
+    """
     done = data.complete
-    cols = _present(done, [c for c, _ in EFFICIENCY])
-    if not data.has_transfer and "chain_hours" in cols:
-        cols.remove("chain_hours")
-    raw = per_config(done, [c for c, _ in EFFICIENCY] + ["num_parameters"])
+    measured = [c for c, _ in EFFICIENCY if not c.startswith("speedup")]
+    raw = per_config(done, measured + ["num_parameters", "speedup"])
+    raw = raw.rename(columns={"speedup_mean": "speedup_trial_mean", "speedup_std": "speedup_trial_std"})
+    base = done[done["is_baseline"]].groupby("stage")[["total_hours", "time_per_epoch_min"]].mean()
+    for c, src in (("speedup", "total_hours"), ("speedup_per_epoch", "time_per_epoch_min")):
+        raw[c] = raw["stage"].map(base[src]).astype(float) / raw[f"{src}_mean"]
+    shown = _present(raw.rename(columns=lambda c: c.removesuffix("_mean")), [c for c, _ in EFFICIENCY])
+    if not data.has_transfer and "chain_hours" in shown:
+        shown.remove("chain_hours")
     view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
     for c, header in EFFICIENCY:
-        if c not in cols:
+        if c not in shown:
             continue
         if c.startswith("speedup"):
-            view[header] = [("–" if math.isnan(v) else f"{v:.2f}") for v in raw[f"{c}_mean"]]
+            view[header] = [("–" if math.isnan(v) else f"{v:.2f}") for v in raw[c]]
         elif c in ("epochs", "images_seen"):
             view[header] = [fmt(v) for v in raw[f"{c}_mean"]]
         else:
@@ -189,7 +210,8 @@ def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def ablation_tables(data: StudyData) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Per swept axis: one row per value, mean over every other axis and seed."""
-    done = data.complete
+    speedups = efficiency_table(data)[0].set_index("label")["speedup"]
+    done = data.complete.assign(speedup=lambda d: d["label"].map(speedups))  # each config's speed-up
     metrics = _present(done, [data.quality] + [m for m, _ in QUALITY if m != data.quality][:4])
     effic = _present(done, ["time_per_epoch_min", "total_hours", "speedup"])
     out = {}

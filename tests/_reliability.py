@@ -1,0 +1,158 @@
+"""Helpers shared by the reliability tests (kill anywhere, bad input, untrusted files, concurrency, faults).
+
+Studies here are tiny (16 px, 8 base channels, 2 epochs of 2 steps, L1 only): a whole trial takes about a
+second, so what is measured is the harness, not the network.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import torch
+import yaml
+
+from model import faults
+from model.checkpoint import latest_checkpoint, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Columns and metrics that measure time: they legitimately differ between two runs of the same study.
+TIMING = {"epoch_seconds", "images_per_second", "train_hours", "time_per_epoch_min", "total_hours", "chain_hours",
+          "sample_seconds_per_image", "ddpm_seconds_per_image", "speedup", "speedup_per_epoch"}
+
+TINY_BASE = {
+    "data": {"source": "synthetic-faces", "synthetic_count": 32, "max_images": 16},
+    "model": {"base_channels": 8, "norm_groups": 4, "head_channels": 8, "attn_resolutions": []},
+    "diffusion": {"timesteps": 50},
+    "train": {"epochs": 2, "batch_size": 8, "checkpoint_every_steps": 1},
+    "eval": {"metrics": ["l1"], "n_samples": 4, "steps": 2, "batch_size": 4, "save_images": 2, "every_epochs": 1},
+}
+
+
+def tiny_study(path: Path, name: str = "tiny", **keys) -> Path:
+    """Write a tiny study file (`keys` replace top-level keys: sweep, stages, seeds, baseline, base...)."""
+    spec = {"name": name, "quality_metric": "l1", "base": TINY_BASE,
+            "sweep": {"grid": {"eval.steps": [2, 3]}}, "seeds": [0], **keys}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_args(study_file: Path, results: Path, *extra: str) -> list[str]:
+    return ["run", str(study_file), "--scale", "smoke", "--results", str(results), "--no-report", *extra]
+
+
+def forked_bench(args: list[str], fault: str | None = None, log: Path | None = None,
+                 kill_after: float | None = None) -> int:
+    """`bench <args>` in a forked child (no interpreter start-up: torch is already imported); its exit code,
+    negative for a signal. `fault` sets PALETTE_BENCH_FAULT in the child; `kill_after` SIGKILLs it after that
+    many seconds if it is still running."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            faults._reached.clear()
+            if fault:
+                os.environ[faults.ENV] = fault
+            else:
+                os.environ.pop(faults.ENV, None)
+            if log is not None:
+                fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+            from bench import cli
+
+            code = cli.main(args)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code if isinstance(code, int) else 1)
+    deadline = None if kill_after is None else time.monotonic() + kill_after
+    while True:
+        done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = None
+        else:
+            time.sleep(0.02)
+
+
+def subprocess_env(**extra: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **extra}
+    env.pop(faults.ENV, None)
+    return env
+
+
+def bench_cmd(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "bench", *args]
+
+
+def run_subprocess(args: list[str], timeout: float = 120, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(bench_cmd(args), cwd=REPO, env=subprocess_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def comparable_records(study_dir: Path) -> pd.DataFrame:
+    """records.csv without timing rows and columns, in file order."""
+    df = pd.read_csv(Path(study_dir) / "records.csv")
+    df = df[~df["metric"].isin(TIMING)]
+    return df.drop(columns=[c for c in df.columns if c in TIMING]).reset_index(drop=True)
+
+
+def comparable_trials(study_dir: Path) -> pd.DataFrame:
+    """trials.csv without timing columns and Optuna trial numbers (a resumed trial gets a new number)."""
+    df = pd.read_csv(Path(study_dir) / "trials.csv")
+    drop = [c for c in df.columns if c in TIMING or c == "optuna_trial"]
+    return df.drop(columns=drop).reset_index(drop=True)
+
+
+def run_dirs(study_dir: Path) -> list[Path]:
+    return sorted(p for p in (Path(study_dir) / "runs").iterdir() if p.is_dir())
+
+
+def final_weights(run_dir: Path) -> dict:
+    ckpt = load_checkpoint(latest_checkpoint(Path(run_dir) / "checkpoints"))
+    return {"net": ckpt["net"], "ema": ckpt["ema"]}
+
+
+def assert_same_weights(a: dict, b: dict, where: str = "") -> None:
+    for part in ("net", "ema"):
+        assert a[part].keys() == b[part].keys(), f"{where} {part}: other parameters"
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{where} {part}.{k} differs"
+
+
+def optuna_trials(storage, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    from bench.runner import make_storage
+
+    store = make_storage(storage) if isinstance(storage, str) else storage
+    return optuna.load_study(study_name=study_name, storage=store).get_trials(deepcopy=False)
+
+
+def assert_exactly_once(trials: list[optuna.trial.FrozenTrial], keys: set[str]) -> None:
+    """One COMPLETE Optuna trial per study trial; every other one FAIL with reason 'interrupted'."""
+    complete = [t.user_attrs["key"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(complete) == sorted(keys), "not exactly one COMPLETE Optuna trial per point x seed"
+    for t in trials:
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            assert t.state == optuna.trial.TrialState.FAIL, (t.number, t.state)
+            assert t.user_attrs.get("fail_reason", "").startswith("interrupted"), t.user_attrs
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temporary files of interrupted writes and set-aside checkpoints anywhere under root."""
+    return sorted(p for p in Path(root).rglob("*") if ".tmp-" in p.name or p.name.endswith(".bad"))

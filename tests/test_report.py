@@ -1,0 +1,242 @@
+"""`bench report` on a real smoke study: every section, tables that match trials.csv / records.csv, links
+that resolve, speed-ups that are the ratios of trials.csv's hours, failed trials and a single trial.
+
+One two-stage study (a source stage, a target trained from scratch and from the source, two seeds) is run
+once for the module (~20 s on one CPU thread) and reported once; the other tests work on copies of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from bench import records
+from bench.cli import main
+from bench.report import write_report
+from model.errors import ConfigError
+
+STUDY = """
+    name: tiny_report
+    description: two-stage study for the report tests
+    quality_metric: kid
+    base:
+      data: {source: synthetic-faces, max_images: 8, synthetic_count: 24}
+      train: {epochs_per_subset: 2, batch_size: 8}
+      eval: {n_samples: 4, steps: 2, batch_size: 4, save_images: 2}
+    stages:
+      src: {task.name: inpainting, eval.metrics: [l1]}
+      tgt: {task.name: colorization, transfer_source: src}
+    sweep:
+      zip:
+        stage: [tgt, tgt]
+        transfer_source: [scratch, src]
+    seeds: [0, 1]
+    baseline: {transfer_source: scratch}
+"""
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)]+)\)")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    (root / "tiny.yaml").write_text(textwrap.dedent(STUDY))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PALETTE_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        argv = ["run", str(root / "tiny.yaml"), "--scale", "smoke", "--results", str(root / "results"),
+                "--no-report"]
+        assert main(argv) == 0
+    study_dir = root / "results" / "tiny_report"
+    assert write_report(study_dir, formats=("md", "csv", "html")) == study_dir / "report.md"
+    return study_dir
+
+
+def _table(text: str, after: str) -> pd.DataFrame:
+    """The first markdown table after the line `after`, as strings."""
+    lines = text.split(after, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return pd.DataFrame(rows[2:], columns=rows[0])
+
+
+def _label(model_cell: str) -> str:
+    return model_cell.removesuffix(" (baseline)").replace(", ", ",")
+
+
+def test_report_has_every_section_and_the_run_facts(study):
+    text = (study / "report.md").read_text()
+    for heading in ["# Report: tiny_report", "## What was run", "## Paper-style tables", "### Quality",
+                    "### Efficiency", "## Ablations", "### `stage`", "### `transfer_source`",
+                    "## Transfer: epochs to reach", "## Figures", "## Qualitative results", "## Findings"]:
+        assert heading in text, heading
+    assert "## Failed trials" not in text
+    assert f"bench run {study.parent.parent / 'tiny.yaml'} --scale smoke" in text
+    assert "| Scale | smoke |" in text and "4 complete, 0 failed" in text
+    assert "| Device | cpu" in text and torch.__version__ in text  # recorded by the runner in trial.json
+    assert "synthetic-faces" in text and "colorization" in text and "inpainting (paper masks)" in text
+    params = pd.read_csv(study / "trials.csv")["num_parameters"].iloc[0]
+    assert f"| Model parameters | {params:,} |" in text
+    assert "FID@4" in text and "biased upward" in text  # 4 samples: the FID caveat
+    assert "Mean ± std over seeds" in text
+
+
+def test_every_link_is_relative_and_exists(study):
+    links = LINK.findall((study / "report.md").read_text())
+    names = {Path(link).name for link in links}
+    assert {"quality_vs_epoch.png", "quality_vs_compute.png", "time_per_epoch.png", "transfer_reach.png",
+            "denoising-strip.png", "report_quality.csv", "report_efficiency.csv",
+            "report_ablation_transfer_source.csv", "report_transfer_reach.csv"} <= names
+    assert sum(n.startswith("triplets-") for n in names) == 2  # one grid per config
+    for link in links:
+        assert not Path(link).is_absolute() and ".." not in link
+        assert (study / link).is_file(), link
+        if link.endswith(".png"):
+            with Image.open(study / link) as im:
+                assert 48 <= im.width <= 2000 and im.height <= 2000  # small, dpi ~100
+    html = (study / "report.html").read_text()
+    assert "<table>" in html and "<h2>Findings</h2>" in html
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)
+    assert len(sources) == sum(link.endswith(".png") for link in links)
+    assert all((study / s).is_file() for s in sources)
+
+
+def test_efficiency_table_matches_trials_csv(study):
+    trials = pd.read_csv(study / "trials.csv")
+    eff = pd.read_csv(study / "report" / "report_efficiency.csv")
+    assert list(eff["label"]) == list(dict.fromkeys(trials["label"]))
+    shown = _table((study / "report.md").read_text(), "### Efficiency").set_index("Model")
+    for _, row in eff.iterrows():
+        mine = trials[trials["label"] == row["label"]]
+        base = trials[trials["is_baseline"] & (trials["stage"] == row["stage"])]
+        assert row["seeds"] == 2
+        for c in ("epochs", "images_seen", "time_per_epoch_min", "total_hours", "chain_hours"):
+            assert row[f"{c}_mean"] == pytest.approx(mine[c].mean(), rel=1e-9)
+        # the speed-up shown is the ratio of trials.csv's hours (baseline / config), and trial by trial
+        # trials.csv's own `speedup` is that same ratio
+        base_hours = base["total_hours"].mean()
+        assert row["speedup"] == pytest.approx(base_hours / mine["total_hours"].mean(), rel=1e-9)
+        for _, t in mine.iterrows():
+            assert t["speedup"] == pytest.approx(base_hours / t["total_hours"], rel=1e-9)
+        assert row["speedup_trial_mean"] == pytest.approx(mine["speedup"].mean(), rel=1e-9)
+        cell = shown.loc[[m for m in shown.index if _label(m) == row["label"]][0]]
+        assert cell["Speed-up (×)"] == f"{row['speedup']:.2f}"
+        assert cell["Epochs"] == str(int(row["epochs_mean"]))
+    assert eff.loc[eff["is_baseline"], "speedup"].tolist() == pytest.approx([1.0])
+
+
+def test_quality_table_matches_trials_csv(study):
+    trials = pd.read_csv(study / "trials.csv")
+    qual = pd.read_csv(study / "report" / "report_quality.csv")
+    shown = _table((study / "report.md").read_text(), "### Quality")
+    for (_, row), (_, cells) in zip(qual.iterrows(), shown.iterrows(), strict=True):
+        assert _label(cells["Model"]) == row["label"]
+        mine = trials[trials["label"] == row["label"]]
+        for m in ("fid", "kid", "l1", "psnr", "ssim"):
+            assert row[f"{m}_mean"] == pytest.approx(mine[m].mean(), rel=1e-9)
+            assert row[f"{m}_std"] == pytest.approx(mine[m].std(ddof=1), rel=1e-9)
+        assert cells["KID×10³"].startswith(f"{row['kid_mean'] * 1e3:.4g} ± ")
+        assert cells["FID@4"].startswith(f"{row['fid_mean']:.4g}")
+
+
+def test_ablation_tables_average_each_axis_value(study):
+    trials = pd.read_csv(study / "trials.csv")
+    for axis in json.loads((study / "study.json").read_text())["axes"]:
+        table = pd.read_csv(study / "report" / f"report_ablation_{axis}.csv")
+        assert table["trials"].sum() == len(trials)
+        for _, row in table.iterrows():
+            group = trials[trials[f"param:{axis}"] == row[axis]]
+            assert row["trials"] == len(group)
+            assert row["kid"] == pytest.approx(group["kid"].mean(), rel=1e-9)
+            assert row["total_hours"] == pytest.approx(group["total_hours"].mean(), rel=1e-9)
+
+
+def test_transfer_reach_follows_the_records(study):
+    trials = pd.read_csv(study / "trials.csv")
+    rec = pd.read_csv(study / "records.csv")
+    reach = pd.read_csv(study / "report" / "report_transfer_reach.csv")
+    assert list(reach["transfer_source"]) == ["scratch", "src"]
+    target = trials.loc[trials["transfer_source"] == "scratch", "kid"].mean()
+    for _, row in reach.iterrows():
+        assert row["target"] == pytest.approx(target, rel=1e-12)
+        firsts = []
+        for key in trials.loc[trials["label"] == row["label"], "trial"]:
+            curve = rec[(rec["trial"] == key) & (rec["metric"] == "kid") & rec["target_stage"]]
+            hit = curve[curve["value"] <= target * (1 + 1e-9)].sort_values("epoch")
+            firsts += hit["epoch"].iloc[:1].tolist()
+        assert row["seeds_reached"] == len(firsts)
+        if firsts:
+            assert row["epochs_to_reach"] == pytest.approx(sum(firsts) / len(firsts))
+        else:
+            assert pd.isna(row["epochs_to_reach"])
+    # at least one from-scratch seed is at or below the mean of the two: the scratch row always reaches it
+    assert reach.loc[0, "seeds_reached"] >= 1
+
+
+def test_findings_are_computed_from_the_tables(study):
+    text = (study / "report.md").read_text()
+    findings = text.split("## Findings", 1)[1]
+    eff = pd.read_csv(study / "report" / "report_efficiency.csv")
+    fastest = eff.loc[eff["total_hours_mean"].idxmin()]
+    if fastest["is_baseline"]:
+        assert "no config was faster in total than the baseline" in findings
+    else:
+        assert f"`{fastest['label']}`" in findings and f"speed-up {fastest['speedup']:.2f}×" in findings
+        assert "seed standard deviations" in findings  # two seeds: the difference is set against the noise
+    assert "One seed per config" not in findings
+    assert "tgt: starting from `src`" in findings
+
+
+def _copy(study: Path, dst: Path) -> Path:
+    shutil.copytree(study, dst, ignore=shutil.ignore_patterns("checkpoints", "report*"))
+    return dst
+
+
+def _fail(trial_dir: Path, reason: str) -> None:
+    info = json.loads((trial_dir / "trial.json").read_text())
+    info.update(state="failed", reason=reason, num_parameters=None)
+    (trial_dir / "trial.json").write_text(json.dumps(info))
+
+
+def test_failed_trials_and_a_single_config(study, tmp_path):
+    copy = _copy(study, tmp_path / "tiny_report")
+    trials = pd.read_csv(copy / "trials.csv")
+    keep = trials[trials["is_baseline"] & (trials["seed"] == 0)]["trial"].iloc[0]
+    failed = trials[~trials["is_baseline"] & (trials["seed"] == 0)]["trial"].iloc[0]
+    for key in trials["trial"]:
+        if key == failed:
+            _fail(copy / "trials" / key, "RuntimeError: boom at epoch 1")
+        elif key != keep:
+            shutil.rmtree(copy / "trials" / key)
+    records.rebuild(copy)
+    assert main(["report", str(copy)]) == 0
+    text = (copy / "report.md").read_text()
+    assert "## Failed trials" in text and "RuntimeError: boom at epoch 1" in text
+    assert "1 complete, 1 failed, 2 not run" in text
+    assert "only one config" in text and "One seed per config: no error bars" in text
+    eff = pd.read_csv(copy / "report" / "report_efficiency.csv")
+    new = pd.read_csv(copy / "trials.csv").set_index("trial")
+    assert eff["speedup"].tolist() == pytest.approx([new.loc[keep, "speedup"]], rel=1e-12)
+    for link in LINK.findall(text):
+        assert (copy / link).is_file(), link
+    # every trial failed: the report still says what was run and why nothing is tabulated
+    _fail(copy / "trials" / keep, "BenchError: no data")
+    records.rebuild(copy)
+    text = write_report(copy).read_text()
+    assert "No trial completed" in text and "BenchError: no data" in text
+
+
+def test_a_folder_that_is_not_a_study_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="not a study folder"):
+        write_report(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
