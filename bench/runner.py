@@ -74,9 +74,14 @@ def make_storage(url: str):
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
-        if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if db in ("", ":memory:"):
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        # Creating the tables is not safe against a second worker doing it at the same moment
+        # ("table ... already exists"): one worker at a time, then SQLite's own locking.
+        with file_lock(Path(f"{db}.lock")):
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except (ImportError, ValueError, OSError, sqlalchemy.exc.SQLAlchemyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--storage {url!r}: cannot open ({type(e).__name__}: {first[:200]})") from None

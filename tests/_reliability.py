@@ -50,35 +50,41 @@ def run_args(study_file: Path, results: Path, *extra: str) -> list[str]:
     return ["run", str(study_file), "--scale", "smoke", "--results", str(results), "--no-report", *extra]
 
 
-def forked_bench(args: list[str], fault: str | None = None, log: Path | None = None,
-                 kill_after: float | None = None) -> int:
-    """`bench <args>` in a forked child (no interpreter start-up: torch is already imported); its exit code,
-    negative for a signal. `fault` sets PALETTE_BENCH_FAULT in the child; `kill_after` SIGKILLs it after that
-    many seconds if it is still running."""
+def fork_bench(args: list[str], fault: str | None = None, log: Path | None = None) -> int:
+    """Start `bench <args>` in a forked child (no interpreter start-up: torch is already imported); its pid.
+    `fault` sets PALETTE_BENCH_FAULT in the child; its output goes to `log`."""
     pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 99
-        try:
-            faults._reached.clear()
-            if fault:
-                os.environ[faults.ENV] = fault
-            else:
-                os.environ.pop(faults.ENV, None)
-            if log is not None:
-                fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-            from bench import cli
+    if pid:
+        return pid
+    code = 99  # the child: never returns into pytest
+    try:
+        faults._reached.clear()
+        if fault:
+            os.environ[faults.ENV] = fault
+        else:
+            os.environ.pop(faults.ENV, None)
+        if log is not None:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            # pytest's capture replaced sys.stdout/err with its own files: write to the log instead
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        from bench import cli
 
-            code = cli.main(args)
-        except BaseException:
-            import traceback
+        code = cli.main(args)
+    except BaseException:
+        import traceback
 
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code if isinstance(code, int) else 1)
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def wait_bench(pid: int, kill_after: float | None = None) -> int:
+    """The child's exit code (negative: killed by that signal); SIGKILL it after `kill_after` seconds."""
     deadline = None if kill_after is None else time.monotonic() + kill_after
     while True:
         done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
@@ -89,6 +95,12 @@ def forked_bench(args: list[str], fault: str | None = None, log: Path | None = N
             deadline = None
         else:
             time.sleep(0.02)
+
+
+def forked_bench(args: list[str], fault: str | None = None, log: Path | None = None,
+                 kill_after: float | None = None) -> int:
+    """`bench <args>` in a forked child, waited for: its exit code (-9 when SIGKILLed)."""
+    return wait_bench(fork_bench(args, fault, log), kill_after)
 
 
 def subprocess_env(**extra: str) -> dict:

@@ -7,29 +7,30 @@ import re
 import subprocess
 
 import pandas as pd
-import pytest
 from _reliability import (
     REPO,
     assert_exactly_once,
     bench_cmd,
     comparable_records,
+    fork_bench,
     optuna_trials,
     run_args,
     run_dirs,
     subprocess_env,
     tiny_study,
+    wait_bench,
 )
 
-# Five trials: two eval settings x two seeds, plus the batch-size point (five distinct runs).
+# Six trials: three points (two eval settings, one other batch size) x two seeds, six distinct runs.
 SWEEP = {"zip": {"eval.steps": [2, 3, 2], "train.batch_size": [8, 8, 4]}}
 SEEDS = [0, 1]
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "journal"])
-def test_three_workers_share_the_grid_exactly_once(storage, tmp_path):
+def test_three_bench_processes_on_sqlite_share_the_grid_exactly_once(tmp_path):
+    """Three fresh interpreters (`python -m bench run`), the default SQLite storage."""
     study_file = tiny_study(tmp_path / "grid.yaml", name="grid", sweep=SWEEP, seeds=SEEDS)
     results = tmp_path / "R"
-    url = f"sqlite:///{results}/bench.db" if storage == "sqlite" else f"journal:{tmp_path / 'optuna.log'}"
+    url = f"sqlite:///{results}/bench.db"
     args = run_args(study_file, results, "--storage", url)
     procs = [subprocess.Popen(bench_cmd(args), cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
@@ -37,7 +38,24 @@ def test_three_workers_share_the_grid_exactly_once(storage, tmp_path):
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
         assert "database is locked" not in err and "Traceback" not in err, err[-3000:]
-    study_dir = results / "grid"
+    assert_shared_exactly_once(results / "grid", url, [out for out, _ in outputs])
+
+
+def test_three_workers_on_a_journal_file_share_the_grid_exactly_once(tmp_path):
+    """Three workers forked at once, an Optuna journal file (`--storage journal:PATH`)."""
+    study_file = tiny_study(tmp_path / "grid.yaml", name="grid", sweep=SWEEP, seeds=SEEDS)
+    results = tmp_path / "R"
+    url = f"journal:{tmp_path / 'optuna.log'}"
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    pids = [fork_bench(run_args(study_file, results, "--storage", url), log=log) for log in logs]
+    codes = [wait_bench(pid) for pid in pids]
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0, 0], texts
+    assert not any("Traceback" in t for t in texts), texts
+    assert_shared_exactly_once(results / "grid", url, texts)
+
+
+def assert_shared_exactly_once(study_dir, url: str, outputs: list[str]) -> None:
     n = 3 * len(SEEDS)
     trials = pd.read_csv(study_dir / "trials.csv")
     assert len(trials) == n and trials["trial"].is_unique and (trials["state"] == "complete").all()
@@ -52,5 +70,5 @@ def test_three_workers_share_the_grid_exactly_once(storage, tmp_path):
         history = pd.read_json(run / "history.json")
         assert list(history["epoch"]) == [1, 2]
     # the workers really shared the work (each claims trials with a non-blocking lock)
-    ran = [int(re.search(r"(\d+) run, \d+ skipped", out).group(1)) for out, _ in outputs]
-    assert sum(ran) == n, [o for o, _ in outputs]
+    ran = [int(re.search(r"(\d+) run, \d+ skipped", out).group(1)) for out in outputs]
+    assert sum(ran) == n, outputs

@@ -145,7 +145,7 @@ def folders(tmp_path_factory):
     return root
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Matrix is singular")
 def test_fid_from_folders_matches_pytorch_fid(folders, mapped, monkeypatch):
     # pytorch-fid's own path (its dataset, loader, model, statistics, sqrtm), weights from fid-helper.
     monkeypatch.setattr(pfi, "load_state_dict_from_url", lambda url, *args, **kwargs: mapped)
