@@ -40,7 +40,7 @@ SCALES: dict[str, dict] = {
         "train.lr": 2e-4,
         "train.warmup_images": 1000,
         "eval.n_samples": 100,
-        "eval.steps": 25,
+        "eval.steps": 20,
         "eval.batch_size": 50,
     },
     "paper": {
