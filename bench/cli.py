@@ -166,6 +166,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from model.config import DataConfig
+    from model.data import describe_source
+
+    from .progress import print_table
+
+    rows = []
+    for source in args.source:
+        cfg = DataConfig(source=source, path=args.path, image_size=args.image_size)
+        rows.append(describe_source(cfg))
+    print_table("images each source yields", rows)
+    return 0
+
+
 def cmd_perf(args) -> int:
     from .perf import run_perf
 
@@ -245,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("study_dir")
     sp.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "html"])
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("data", help="how many images each data source yields per split")
+    sp.add_argument("source", nargs="+", choices=["faces", "landscapes", "folder", "places2", "synthetic-faces",
+                                                   "synthetic-landscapes"])
+    sp.add_argument("--path", help="folder for folder/places2 (or instead of the Debian photos)")
+    sp.add_argument("--image-size", type=int, default=32)
+    sp.set_defaults(func=cmd_data)
 
     sp = sub.add_parser("perf", help="measure throughput against peers and the machine's limits")
     sp.add_argument("--out", default="results/perf")
