@@ -151,8 +151,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_fid(args) -> int:
-    from model.metrics.fid import fid_from_folders
+    from model.device import resolve_device
+    from model.metrics.fid import fid_from_folders, save_stats
 
+    args.device = resolve_device(args.device)
+    if args.save_stats:  # as `python -m pytorch_fid --save-stats FOLDER OUT.npz`
+        save_stats(args.path_a, args.path_b, device=args.device, batch_size=args.batch_size)
+        return 0
     value = fid_from_folders(args.path_a, args.path_b, device=args.device, batch_size=args.batch_size)
     print(f"FID:  {value}")
     return 0
@@ -253,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("path_b")
     sp.add_argument("--batch-size", type=int, default=50)
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--save-stats", action="store_true", help="write PATH_A's statistics to PATH_B (.npz)")
     sp.set_defaults(func=cmd_fid)
 
     sp = sub.add_parser("report", help="write report.md, CSV tables and figures for a study folder")

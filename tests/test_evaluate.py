@@ -80,3 +80,24 @@ def test_bench_train_refuses_a_bad_config(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(config) in err and "train.epochs" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_fid_on_stats_equals_pytorch_fid(tmp_path, capsys):
+    import warnings
+
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(0)
+    stats = []
+    for i, shift in enumerate((0.0, 0.3)):
+        feats = rng.normal(shift, 1.0, size=(300, 64))
+        mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
+        np.savez(tmp_path / f"s{i}.npz", mu=mu, sigma=sigma)
+        stats.append((mu, sigma))
+    assert main(["fid", str(tmp_path / "s0.npz"), str(tmp_path / "s1.npz"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("FID:  ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = calculate_frechet_distance(*stats[0], *stats[1])
+    assert f"{float(printed.split()[-1]):.3f}" == f"{expected:.3f}"
