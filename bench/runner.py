@@ -116,7 +116,10 @@ def _new_optuna_trial(ostudy: optuna.Study, study: Study, trial: Trial) -> optun
         state=TrialState.RUNNING, params={"point": trial.label, "seed": trial.seed},
         distributions={"point": CategoricalDistribution(labels), "seed": CategoricalDistribution(seeds)},
         user_attrs={"key": trial.key, "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
-                    **{f"param:{k}": v for k, v in trial.point.items()}})
+                    **{f"param:{k}": v for k, v in trial.point.items()}},
+        # its parameters are given (as enqueue_trial does): GridSampler must not assign it another grid point
+        # (nor warn "re-evaluating a configuration" when a resumed trial replaces an interrupted one)
+        system_attrs={"fixed_params": {"point": trial.label, "seed": trial.seed}})
     return optuna.Trial(ostudy, ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template))
 
 
@@ -137,11 +140,12 @@ def _settle(ostudy: optuna.Study, study: Study, trial: Trial, study_dir: Path) -
         if old.number != info.get("optuna_trial"):
             _interrupted(ostudy, old._trial_id)
         elif info["state"] == "complete":
-            value = _final_metrics(study_dir, trial.run).get(study.spec.quality_metric, float("nan"))
-            _finish(ostudy, optuna.Trial(ostudy, old._trial_id), TrialState.COMPLETE, float(value))
+            value = float(_final_metrics(study_dir, trial.run).get(study.spec.quality_metric, float("nan")))
+            ostudy._storage.set_trial_state_values(old._trial_id, TrialState.COMPLETE,
+                                                   None if value != value else [value])
         else:
             ostudy._storage.set_trial_user_attr(old._trial_id, "fail_reason", info.get("reason", ""))
-            _finish(ostudy, optuna.Trial(ostudy, old._trial_id), TrialState.FAIL)
+            ostudy._storage.set_trial_state_values(old._trial_id, TrialState.FAIL)
 
 
 def _final_metrics(study_dir: Path, run: StageRun) -> dict:

@@ -68,8 +68,8 @@ def fork_bench(args: list[str], fault: str | None = None, log: Path | None = Non
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             # pytest's capture replaced sys.stdout/err with its own files: write to the log instead
-            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
         from bench import cli
 
         code = cli.main(args)
@@ -83,18 +83,23 @@ def fork_bench(args: list[str], fault: str | None = None, log: Path | None = Non
         os._exit(code if isinstance(code, int) else 1)
 
 
-def wait_bench(pid: int, kill_after: float | None = None) -> int:
-    """The child's exit code (negative: killed by that signal); SIGKILL it after `kill_after` seconds."""
-    deadline = None if kill_after is None else time.monotonic() + kill_after
+def wait_bench(pid: int, kill_after: float | None = None, timeout: float = 300) -> int:
+    """The child's exit code (negative: killed by that signal); SIGKILL it after `kill_after` seconds.
+    A child still running after `timeout` seconds is killed and the test fails (a hang, never a pass)."""
+    start = time.monotonic()
     while True:
-        done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)
-        if time.monotonic() >= deadline:
+        elapsed = time.monotonic() - start
+        if kill_after is not None and elapsed >= kill_after:
             os.kill(pid, signal.SIGKILL)
-            deadline = None
-        else:
-            time.sleep(0.02)
+            kill_after = None
+        elif elapsed >= timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError(f"bench child {pid} still running after {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 def forked_bench(args: list[str], fault: str | None = None, log: Path | None = None,

@@ -7,6 +7,7 @@ import re
 import subprocess
 
 import pandas as pd
+import pytest
 from _reliability import (
     REPO,
     assert_exactly_once,
@@ -20,6 +21,10 @@ from _reliability import (
     tiny_study,
     wait_bench,
 )
+
+from bench import cli
+from bench.runner import make_storage
+from model.errors import ConfigError
 
 # Six trials: three points (two eval settings, one other batch size) x two seeds, six distinct runs.
 SWEEP = {"zip": {"eval.steps": [2, 3, 2], "train.batch_size": [8, 8, 4]}}
@@ -35,13 +40,13 @@ def test_three_bench_processes_on_sqlite_share_the_grid_exactly_once(tmp_path):
     procs = [subprocess.Popen(bench_cmd(args), cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
         assert "database is locked" not in err and "Traceback" not in err, err[-3000:]
     assert_shared_exactly_once(results / "grid", url, [out for out, _ in outputs])
 
 
-def test_three_workers_on_a_journal_file_share_the_grid_exactly_once(tmp_path):
+def test_three_workers_on_a_journal_file_share_the_grid_exactly_once(tmp_path, capsys):
     """Three workers forked at once, an Optuna journal file (`--storage journal:PATH`)."""
     study_file = tiny_study(tmp_path / "grid.yaml", name="grid", sweep=SWEEP, seeds=SEEDS)
     results = tmp_path / "R"
@@ -53,6 +58,23 @@ def test_three_workers_on_a_journal_file_share_the_grid_exactly_once(tmp_path):
     assert codes == [0, 0, 0], texts
     assert not any("Traceback" in t for t in texts), texts
     assert_shared_exactly_once(results / "grid", url, texts)
+    # `bench list` reads the journal too
+    assert cli.main(["list", "--storage", url]) == 0
+    assert "grid" in capsys.readouterr().out
+
+
+def test_storage_kinds(tmp_path):
+    from optuna.storages import JournalStorage, RDBStorage
+
+    assert isinstance(make_storage(str(tmp_path / "a.log")), JournalStorage)
+    assert isinstance(make_storage(str(tmp_path / "b.journal")), JournalStorage)
+    assert isinstance(make_storage(f"journal:{tmp_path / 'sub' / 'c'}"), JournalStorage)  # folder created
+    sqlite = make_storage(f"sqlite:///{tmp_path / 'deeper' / 'd.db'}")
+    assert isinstance(sqlite, RDBStorage) and (tmp_path / "deeper" / "d.db").exists()
+    with pytest.raises(ConfigError, match=r"--storage 'nope': expected a database URL"):
+        make_storage("nope")
+    with pytest.raises(ConfigError, match=r"a journal storage is a file, not a folder"):
+        make_storage(f"journal:{tmp_path}")
 
 
 def assert_shared_exactly_once(study_dir, url: str, outputs: list[str]) -> None:

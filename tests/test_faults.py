@@ -77,7 +77,8 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
     trials = pd.read_csv(study_dir / "trials.csv")
     assert list(trials["state"]) == ["failed", "complete"]
     reason = trials["reason"][0]
-    assert re.fullmatch(r"TrainingDiverged: loss became nan at epoch 2, step 1; last good checkpoint kept in .*", reason)
+    assert re.fullmatch(r"TrainingDiverged: loss became nan at epoch 2, step 1; last good checkpoint kept in .*",
+                        reason)
     ot = {t.user_attrs["key"]: t for t in optuna_trials(f"sqlite:///{results}/bench.db", "tiny")}
     failed_key = trials["trial"][0]
     assert ot[failed_key].state == FAIL and ot[failed_key].user_attrs["fail_reason"] == reason

@@ -83,7 +83,8 @@ def test_pickled_code_planted_as_newest_checkpoint_is_set_aside_and_the_run_resu
     result = train(cfg, run, device="cpu")
     assert result.status == "done" and result.resumed_from != planted
     assert not marker.exists()
-    assert (run / "checkpoints" / "ckpt-9999999999.pt.bad").exists() and planted not in list_checkpoints(run / "checkpoints")
+    assert (run / "checkpoints" / "ckpt-9999999999.pt.bad").exists()
+    assert planted not in list_checkpoints(run / "checkpoints")
     assert "refused to load" in capsys.readouterr().err
     assert_same_weights(final_weights(run), final_weights(tmp_path / "clean"))
 
@@ -114,7 +115,8 @@ def test_yaml_tags_are_not_executed_and_are_a_clear_error(line, tmp_path, capsys
     results = tmp_path / "R"
     assert cli.main(run_args(study_file, results)) == 2
     err = capsys.readouterr().err.strip()
-    assert re.fullmatch(rf"error: {re.escape(str(study_file))}: YAML tag not allowed at line 2, column \d+ .*", err), err
+    expected = rf"error: {re.escape(str(study_file))}: YAML tag not allowed at line 2, column \d+ .*"
+    assert re.fullmatch(expected, err), err
     assert not marker.exists() and not results.exists()
 
 
