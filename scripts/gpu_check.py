@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if cuda else "CPU (wiring check only)"
     print(f"device: {name}, torch {torch.__version__}, {precision}, "
           f"channels_last={cfg.model.channels_last}, compile={args.compile}")
-    print(f"model: {'smoke' if args.cpu_wiring_check else 'paper'} preset, {cfg.data.image_size} px, {net.num_parameters() / 1e6:.1f} M parameters, "
+    preset = "smoke" if args.cpu_wiring_check else "paper"
+    print(f"model: {preset} preset, {cfg.data.image_size} px, {net.num_parameters() / 1e6:.1f} M parameters, "
           f"batch {B}")
     print(f"warm-up: {args.warmup} steps in {warmup_s:.1f} s")
     print(f"training: {B / seconds:.1f} img/s, {1000 * seconds:.1f} ms/step over {args.steps} steps, "

@@ -57,12 +57,13 @@ def test_benchmark(benchmark, runners, name):
     assert feats.shape == (N_IMAGES, 2048)
 
 
-def test_alternating_ratio(runners):
-    """Alternate the two paths (fair under a varying machine load); min time of each."""
+def test_alternating_ratio(benchmark, runners):
+    """Alternate the two paths (fair under a varying machine load); min time of each. Through the
+    benchmark fixture, so that `--benchmark-only` (tox -e bench) runs it too."""
     threads = torch.get_num_threads()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", threads)))
     try:
-        _alternate(runners)
+        benchmark.pedantic(_alternate, args=(runners,), rounds=1, iterations=1)
     finally:
         torch.set_num_threads(threads)
 
