@@ -26,6 +26,7 @@ from model.device import resolve_device
 from . import perf_data, perf_eval, perf_train
 from .perf_timing import conv_peak, machine, matmul_peak
 
+MAX_LOAD_FOR_2_THREADS = 1.0  # 2-thread wall-clock rows only on a machine otherwise idle
 TARGETS = {"speedup_vs_peer": 1.2, "share_of_peak": 0.70, "fid_speedup": 1.4, "data_vs_step": 1.0}
 
 
@@ -134,14 +135,18 @@ def run_perf(out_dir: Path, quick: bool = False, device: str = "auto", threads: 
         md.append(text)
         md += _floor_section(cpu_cfg, dev, plan, csv, results)
         md += _ablation_section(cpu_cfg, dev, plan, csv, results)
-        if plan.two_threads and dev.type == "cpu" and os.cpu_count() >= 2:
+        load = os.getloadavg()[0]
+        if plan.two_threads and dev.type == "cpu" and os.cpu_count() >= 2 and load >= MAX_LOAD_FOR_2_THREADS:
+            md += [f"2-thread rows skipped: load average {load:.1f} on {os.cpu_count()} cores; with other jobs on "
+                   "the cores, OpenMP threads wait on each other and wall-clock timings measure the load.", ""]
+        elif plan.two_threads and dev.type == "cpu" and os.cpu_count() >= 2:
             torch.set_num_threads(2)
             try:
                 peak2 = matmul_peak(dev)
                 text, _ = _training_section(f"cpu preset, 2 threads (wall clock; matmul peak {_fmt(peak2)} "
                                              "GFLOP/s at 2 threads)", cpu_cfg, dev, plan.rounds_large, peak2, csv,
                                              results, "train_cpu_2threads")
-                md += [text, "With other jobs on the 2 cores, 2-thread figures mostly measure the load.", ""]
+                md += [text, f"Load average before these rows: {load:.1f}.", ""]
             finally:
                 torch.set_num_threads(threads)
         md += _eval_section(cpu_cfg, dev, plan, csv, results)

@@ -101,3 +101,15 @@ def test_bench_fid_on_stats_equals_pytorch_fid(tmp_path, capsys):
         warnings.simplefilter("ignore")
         expected = calculate_frechet_distance(*stats[0], *stats[1])
     assert f"{float(printed.split()[-1]):.3f}" == f"{expected:.3f}"
+
+
+def test_full_chain_ddpm_timing_is_recorded_at_the_final_evaluation(trained_run):
+    from model.evaluate import Evaluator, load_ema_network
+
+    net, cfg, _ = load_ema_network(trained_run, "cpu")
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"ddpm_timing_samples": 1}),
+                                 "diffusion": cfg.diffusion.model_copy(update={"timesteps": 20})})
+    ev = Evaluator(cfg, "cpu", None, "test", n_samples=2, steps=2, seed=0)
+    final = ev(net, cfg.train.total_epochs)
+    assert final["ddpm_seconds_per_image"] > 0
+    assert "ddpm_seconds_per_image" not in ev(net, 1)  # only at the final evaluation
