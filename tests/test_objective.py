@@ -1,9 +1,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny import tiny_cfg
 from torch import nn
 
-from model.config import UNetConfig
 from model.objective import palette_loss, sample_gamma
 from model.schedule import NoiseSchedule, make_betas
 from model.unet import UNet
@@ -109,14 +109,7 @@ def test_loss_ignores_everything_outside_the_hole():
 
 def test_tiny_unet_overfits_eight_images():
     torch.manual_seed(0)
-    cfg = UNetConfig(
-        base_channels=16,
-        channel_mults=[1, 2],
-        num_res_blocks=1,
-        attn_resolutions=[8],
-        head_channels=8,
-        norm_groups=8,
-    )
+    cfg = tiny_cfg()
     net = UNet(cfg, 16)
     y0 = F.interpolate(torch.rand(8, 3, 4, 4) * 2 - 1, size=16, mode="bilinear", align_corners=False)
     mask = square_mask(8, 16, 4, 12)

@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
+from _tiny import tiny_cfg
 from torch import nn
 
-from model.config import UNetConfig
 from model.errors import ConfigError
 from model.sample import sample
 from model.samplers import DDIMSampler, DDPMSampler, make_sampler
@@ -32,14 +32,7 @@ def generators(seeds):
 
 def tiny_unet():
     torch.manual_seed(0)
-    cfg = UNetConfig(
-        base_channels=16,
-        channel_mults=[1, 2],
-        num_res_blocks=1,
-        attn_resolutions=[8],
-        head_channels=8,
-        norm_groups=8,
-    )
+    cfg = tiny_cfg()
     net = UNet(cfg, 16)
     for m in net.modules():  # non-zero output, so that the samples depend on the network
         if isinstance(m, nn.Conv2d) and not m.weight.any():

@@ -38,9 +38,9 @@ def test_subsets_are_a_seeded_stable_partition():
     assert np.array_equal(joined, np.arange(103))
     assert {len(p) for p in parts} <= {25, 26}
     again = incremental.split_subsets(103, 4, seed=7)
-    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
     other = incremental.split_subsets(103, 4, seed=8)
-    assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other, strict=True))
     # Algorithm 2: E epochs on subset 0, then E on subset 1, ...; more epochs than N*E cycle
     assert [incremental.subset_of_epoch(e, 3, 2) for e in range(8)] == [0, 0, 1, 1, 2, 2, 0, 0]
     with pytest.raises(ValueError, match="more than"):
@@ -60,7 +60,7 @@ def test_incremental_epochs_visit_one_subset_each(tmp_path, smoke_config):
 
 def test_one_subset_is_batch_learning(tmp_path, smoke_config):
     a = train(smoke_config(train__subsets=1, train__epochs_per_subset=2), tmp_path / "a", device="cpu")
-    b = train(smoke_config(train__subsets=1, train__epochs=2), tmp_path / "b", device="cpu")
+    train(smoke_config(train__subsets=1, train__epochs=2), tmp_path / "b", device="cpu")
     assert [h["subset_size"] for h in a.history] == [24, 24]
     _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny import tiny_cfg
 from torch import nn
 
 from model.config import UNetConfig
@@ -17,16 +18,6 @@ def one_thread():
     torch.set_num_threads(old)
 
 
-def tiny_cfg(**kw) -> UNetConfig:
-    args = dict(
-        base_channels=16,
-        channel_mults=[1, 2],
-        num_res_blocks=1,
-        attn_resolutions=[8],
-        head_channels=8,
-        norm_groups=8,
-    )
-    return UNetConfig(**(args | kw))
 
 
 def unzero(net: nn.Module) -> nn.Module:
