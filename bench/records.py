@@ -78,7 +78,8 @@ def _trial_row(study_dir: Path, t: dict) -> dict:
     last = history[-1]
     evaluated = [r for r in history if r.get("metrics")]
     row.update({
-        "epochs": last["epoch"], "images_seen": last["images_seen"], "num_parameters": t["num_parameters"],
+        "epochs": last["epoch"], "images_seen": last["images_seen"], "steps": last["steps"],
+        "num_parameters": t["num_parameters"],
         "time_per_epoch_min": float(np.mean([r["epoch_seconds"] for r in history])) / 60,
         "total_hours": last["train_seconds"] / 3600, "chain_hours": chain_seconds / 3600,
         "final_loss": last["loss"],
