@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model.config import RunConfig
 from model.errors import ConfigError
 
-from .presets import SCALES
+from .presets import EPOCH_MULTIPLIER, SCALES
 
 SPECIAL_AXES = ("stage", "transfer_source")
 SCRATCH = "scratch"
@@ -254,6 +254,17 @@ def _label(point: dict) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
 
 
+def _scale_epochs(cfg: RunConfig, factor: int) -> RunConfig:
+    """Multiply the epoch counts (E, an explicit epoch total, the evaluation interval) by `factor`."""
+    if factor == 1:
+        return cfg
+    t, e = cfg.train, cfg.eval
+    train = t.model_copy(update={"epochs_per_subset": t.epochs_per_subset * factor,
+                                 "epochs": t.epochs * factor if t.epochs else None})
+    evaluation = e.model_copy(update={"every_epochs": e.every_epochs * factor})
+    return cfg.model_copy(update={"train": train, "eval": evaluation})
+
+
 def _scoped(flat: dict, stage: str, stages: dict, where: str) -> dict:
     """Keys that apply to `stage`: unscoped ones, and `<stage>.<key>` ones with the prefix removed."""
     out = {}
@@ -293,7 +304,7 @@ def _expand(study: Study, overrides: dict) -> Study:
         if source != SCRATCH and source not in stages and not str(source).endswith(".pt"):
             raise ConfigError(f"transfer_source: {source!r} is neither 'scratch', a stage "
                               f"({', '.join(stages)}) nor a checkpoint file (*.pt)")
-        return resolve_config(layers), source
+        return _scale_epochs(resolve_config(layers), EPOCH_MULTIPLIER[scale]), source
 
     def build_run(stage: str, point: dict, seed: int, seen: tuple = ()) -> StageRun:
         if stage in seen:

@@ -29,6 +29,9 @@ def test_study_validates_at_every_scale(path):
         load_study(path, "paper")
     study = load_study(path, "paper", {"data.path": "/data/images"})
     assert all(r.config.data.image_size == 256 for t in study.trials for r in t.run.chain())
+    cpu = load_study(path, "cpu")
+    for a, b in zip(cpu.trials, study.trials, strict=True):  # the cpu epoch counts, times 5
+        assert b.run.config.train.total_epochs == 5 * a.run.config.train.total_epochs
 
 
 @pytest.mark.slow
