@@ -9,14 +9,6 @@ from model.schedule import NoiseSchedule, make_betas
 from model.unet import UNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def schedule(T=2000):
     return NoiseSchedule(make_betas("linear", T, 1e-6, 0.01))
 

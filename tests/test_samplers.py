@@ -13,14 +13,6 @@ from model.schedule import NoiseSchedule, match_terminal_betas
 from model.unet import UNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def schedule(T):
     """T steps that end at the alpha_bar_T of the paper's 2000-step schedule."""
     return NoiseSchedule(match_terminal_betas("linear", T, 1e-6, 0.01, reference_timesteps=2000))

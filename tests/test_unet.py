@@ -9,17 +9,6 @@ from model.errors import ConfigError
 from model.unet import Attention, UNet, gamma_embedding, group_norm_act
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # 2 shared cores: OpenMP threads contending with other jobs are several times slower than one thread.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-
-
 def unzero(net: nn.Module) -> nn.Module:
     """Re-initialise the zero-initialised convs so that the output depends on the input."""
     torch.manual_seed(1)
