@@ -7,6 +7,8 @@ Row i draws its mask and noise from generators[i] only, so a sample does not dep
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 from model.config import TaskConfig
@@ -30,13 +32,14 @@ def noise_fill(y0: torch.Tensor, mask: torch.Tensor, generators: Generators) -> 
     return y0 * (1.0 - mask) + mask * noise
 
 
-class Task:
+class Task(ABC):
     """Base class: `name` for reports, `make` for the data pipeline and the evaluation."""
 
     name = "task"
 
+    @abstractmethod
     def make(self, y0: torch.Tensor, generators: Generators) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(cond [B, 3, H, W], mask [B, 1, H, W]) for clean targets y0."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
