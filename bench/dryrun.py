@@ -24,7 +24,7 @@ from .study import Study
 def _seconds_per_image(cfg: RunConfig, device, repeats: int = 2) -> tuple[float, float]:
     """(training seconds per image, network-evaluation seconds per image) for this config."""
     torch.manual_seed(0)
-    net = UNet(cfg.model, image_size=cfg.data.image_size).to(device)
+    net = UNet(cfg.model, image_size=cfg.data.image_size).place(device)
     bs, s = min(cfg.train.batch_size, 16), cfg.data.image_size
     y0 = torch.rand(bs, 3, s, s, device=device) * 2 - 1
     mask = torch.ones(bs, 1, s, s, device=device)

@@ -23,6 +23,7 @@ from model.config import RunConfig
 from model.data import load_split
 from model.tasks import make_task
 from model.trainer import images_to_tensor
+from model.unet import use_channels_last
 
 from .perf_timing import Timing, alternate
 
@@ -49,8 +50,9 @@ def pipeline(cache_dir: Path, count: int, device: torch.device, rounds: int, tas
         generator = torch.Generator().manual_seed(0)
         order = torch.randperm(len(images), generator=generator)
         batches = [order[i:i + B] for i in range(0, len(order) - B + 1, B)]
+        channels_last = use_channels_last(cfg.model.channels_last, device)
 
-        def epoch(images=images, task=task, batches=batches, generator=generator, cl=cfg.model.channels_last):
+        def epoch(images=images, task=task, batches=batches, generator=generator, cl=channels_last):
             for idx in batches:
                 y0 = images_to_tensor(images[idx], device)
                 if cl:

@@ -45,9 +45,7 @@ def _inputs(cfg: RunConfig, batch: int, device: torch.device):
 def sampling(cfg: RunConfig, device: torch.device, batch: int, ddpm_steps: int, ddim_steps: int,
              rounds: int) -> dict[str, Timing]:
     """Images/s of DDPM (T = ddpm_steps) and DDIM (k = ddim_steps of that T), plus the no_grad ablation."""
-    net = _unzeroed(UNet(cfg.model, cfg.data.image_size)).to(device).eval()
-    if cfg.model.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = _unzeroed(UNet(cfg.model, cfg.data.image_size)).place(device).eval()
     short = cfg.diffusion.model_copy(update={"timesteps": ddpm_steps, "match_terminal": None})
     schedule = schedule_from_config(short)
     cond, mask, y_known, gens = _inputs(cfg, batch, device)

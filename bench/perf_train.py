@@ -146,8 +146,8 @@ class Contender:
 def compare_training(cfg: RunConfig, device: torch.device, rounds: int) -> dict[str, Contender]:
     """Ours (default switches) vs the peer NCHW (diffusers' default) and channels_last, same rounds."""
     torch.manual_seed(0)
-    cl = cfg.model.channels_last
-    nets = {"ours": (UNet(cfg.model, cfg.data.image_size).to(device), cl),
+    ours = UNet(cfg.model, cfg.data.image_size).place(device)
+    nets = {"ours": (ours, ours.channels_last),
             "diffusers": (peer_unet(cfg, channels_last=False).to(device), False),
             "diffusers channels_last": (peer_unet(cfg, channels_last=True).to(device), True)}
     rows, steps = {}, {}
@@ -177,9 +177,8 @@ def ablations(cfg: RunConfig, device: torch.device, rounds: int, with_compile: b
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     torch.manual_seed(0)
-    base = UNet(cfg.model, cfg.data.image_size)
-    nchw_cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"channels_last": False})})
-    nchw = UNet(nchw_cfg.model, cfg.data.image_size)
+    base = UNet(cfg.model.model_copy(update={"channels_last": True}), cfg.data.image_size)  # the CPU's default
+    nchw = UNet(cfg.model.model_copy(update={"channels_last": False}), cfg.data.image_size)
     nchw.load_state_dict(base.state_dict())
     default_ctx = lambda: autocast_context(device)  # noqa: E731
     variants = {  # label: (network, channels_last, optimizer, context, compiled, note)
@@ -237,9 +236,10 @@ def kernel_floor(cfg: RunConfig, device: torch.device, rounds: int) -> dict[str,
     of the same architecture on these kernels: it bounds the possible speed-up over the peer."""
     torch.manual_seed(0)
     contenders = {}
-    for name, net, cl in (("ours", UNet(cfg.model, cfg.data.image_size), cfg.model.channels_last),
-                          ("diffusers", peer_unet(cfg, channels_last=False), False)):
-        step = train_step(net.to(device), cfg, device, cl)
+    ours = UNet(cfg.model, cfg.data.image_size).place(device)
+    for name, net, cl in (("ours", ours, ours.channels_last),
+                          ("diffusers", peer_unet(cfg, channels_last=False).to(device), False)):
+        step = train_step(net, cfg, device, cl)
         step()
         with _Recorder() as recorder:
             step()

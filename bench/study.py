@@ -254,15 +254,29 @@ def _label(point: dict) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
 
 
-def _scale_epochs(cfg: RunConfig, factor: int) -> RunConfig:
-    """Multiply the epoch counts (E, an explicit epoch total, the evaluation interval) by `factor`."""
+EPOCH_KEYS = ("train.epochs_per_subset", "train.epochs", "eval.every_epochs")
+
+
+def _scale_epochs(cfg: RunConfig, factor: int, keep: frozenset[str] = frozenset()) -> RunConfig:
+    """Multiply the epoch counts (E, an explicit epoch total, the evaluation interval) by `factor`, except
+    the keys in `keep` (values the user wrote for this scale: `scales.<scale>` or `--set`)."""
     if factor == 1:
         return cfg
     t, e = cfg.train, cfg.eval
-    train = t.model_copy(update={"epochs_per_subset": t.epochs_per_subset * factor,
-                                 "epochs": t.epochs * factor if t.epochs else None})
-    evaluation = e.model_copy(update={"every_epochs": e.every_epochs * factor})
+
+    def scaled(key: str, value):
+        return value if key in keep or value is None else value * factor
+
+    train = t.model_copy(update={"epochs_per_subset": scaled("train.epochs_per_subset", t.epochs_per_subset),
+                                 "epochs": scaled("train.epochs", t.epochs)})
+    evaluation = e.model_copy(update={"every_epochs": scaled("eval.every_epochs", e.every_epochs)})
     return cfg.model_copy(update={"train": train, "eval": evaluation})
+
+
+def _given_for_scale(layers: list[tuple[str, dict]], as_given: set[str]) -> frozenset[str]:
+    """Epoch keys whose value comes last from a layer in `as_given` (so it is not multiplied)."""
+    winner = {key: name for name, layer in layers for key in EPOCH_KEYS if key in layer}
+    return frozenset(k for k, name in winner.items() if name in as_given)
 
 
 def _scoped(flat: dict, stage: str, stages: dict, where: str) -> dict:
@@ -304,7 +318,10 @@ def _expand(study: Study, overrides: dict) -> Study:
         if source != SCRATCH and source not in stages and not str(source).endswith(".pt"):
             raise ConfigError(f"transfer_source: {source!r} is neither 'scratch', a stage "
                               f"({', '.join(stages)}) nor a checkpoint file (*.pt)")
-        return _scale_epochs(resolve_config(layers), EPOCH_MULTIPLIER[scale]), source
+        # Epoch counts in base/stages/sweep are written for the cpu scale and multiplied; the user's own
+        # `scales.<scale>` and --set values are taken as written.
+        keep = _given_for_scale(layers, {f"scales.{scale}", "--set"})
+        return _scale_epochs(resolve_config(layers), EPOCH_MULTIPLIER[scale], keep), source
 
     def build_run(stage: str, point: dict, seed: int, seen: tuple = ()) -> StageRun:
         if stage in seen:

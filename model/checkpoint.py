@@ -83,7 +83,8 @@ def rng_state(generator: torch.Generator) -> dict:
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
+        "generator": generator.get_state(),  # a CPU byte tensor, also for a CUDA generator
+        "generator_device": generator.device.type,
         "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
                   "has_gauss": int(np_has_gauss), "gauss": float(np_gauss), "kind": np_kind},
         "python": random.getstate(),
@@ -93,15 +94,25 @@ def rng_state(generator: torch.Generator) -> dict:
     return state
 
 
-def set_rng_state(state: dict, generator: torch.Generator) -> None:
+def set_rng_state(state: dict, generator: torch.Generator, reseed: int) -> bool:
+    """Restore the RNGs; True when the training generator continues its stream exactly.
+
+    A CPU and a CUDA generator have different states (Mersenne Twister vs Philox), so a run resumed on the
+    other kind of device cannot continue the stream: its generator is seeded with `reseed` instead (the
+    caller derives it from the seed and the step) and the run goes on, valid but not bitwise the same."""
     torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
+    exact = state.get("generator_device", "cpu") == generator.device.type
+    if exact:
+        generator.set_state(state["generator"])
+    else:
+        generator.manual_seed(reseed)
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # the first GPUs, if this machine has fewer
+        torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+    return exact
 
 
 def save_checkpoint(directory: Path, step: int, payload: dict, keep: int) -> Path:

@@ -22,8 +22,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
+# cudnn.benchmark stays off. On an H100 (results/gpu/) it made the 256-px bf16 step 1.04x faster in NCHW and
+# 0.99x in channels_last, but its autotuning cost 23-31 s on the first step of each new batch shape, charged
+# to whichever trial of a study runs first: an order bias in the times this harness exists to compare.
+
+
 def autocast_context(device: torch.device):
     """bf16 autocast where the device runs it natively (CUDA with bf16); plain fp32 elsewhere."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+

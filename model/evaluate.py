@@ -163,7 +163,7 @@ def load_ema_network(run_dir: Path, device) -> tuple[torch.nn.Module, RunConfig,
         raise CheckpointError(f"{run_dir}: no checkpoint found (train it first)")
     ckpt = load_checkpoint(path, map_location=device)
     cfg = RunConfig.model_validate_json(ckpt["config"])
-    net = UNet(cfg.model, image_size=cfg.data.image_size).to(device)
+    net = UNet(cfg.model, image_size=cfg.data.image_size).place(device)
     ema_state = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
     net.load_state_dict(ema_state)
     return net.eval(), cfg, ckpt

@@ -47,8 +47,7 @@ def palette_loss(
     """
     if kind not in ("l1", "l2"):
         raise ValueError(f"loss kind must be 'l1' or 'l2', got {kind!r}")
-    # Drawn on the generator's device (the trainer keeps it on the host, so a CUDA run draws the same
-    # numbers as a CPU run and resumes exactly), then moved to the data.
+    # Drawn on the generator's device (the trainer's lives with the batch), then moved to the data.
     gamma = sample_gamma(schedule, y0.shape[0], generator).to(y0.device)
     eps = torch.randn(y0.shape, generator=generator, device=generator.device, dtype=y0.dtype).to(y0.device)
     g = gamma.view(-1, 1, 1, 1)

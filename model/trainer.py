@@ -94,12 +94,15 @@ def load_transfer_weights(path: Path, net: torch.nn.Module, ema, cfg: RunConfig)
         raise CheckpointError(f"{path}: transfer weights do not fit this network ({str(e).splitlines()[0]})") from None
 
 
-def newest_readable_checkpoint(directory: Path, device="cpu") -> tuple[Path | None, dict | None]:
-    """The newest checkpoint that loads, and its contents. A damaged one (torn by a bad disk or copy, or
-    tampered with) is set aside as `<name>.bad`, never picked up again, and the one before it is used."""
+def newest_readable_checkpoint(directory: Path) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads, and its contents, on the host. A damaged one (torn by a bad disk or
+    copy, or tampered with) is set aside as `<name>.bad`, never picked up again, and the one before it is used.
+
+    Always loaded to the CPU: the RNG states must be CPU byte tensors (torch.set_rng_state and
+    Generator.set_state refuse CUDA ones), and load_state_dict copies the weights onto the network's device."""
     for path in reversed(list_checkpoints(directory)):
         try:
-            return path, load_checkpoint(path, map_location=device)
+            return path, load_checkpoint(path, map_location="cpu")
         except CheckpointError as e:
             bad = path.with_name(path.name + ".bad")
             os.replace(path, bad)
@@ -145,19 +148,19 @@ def train(
     task = make_task(cfg.task)
     schedule = schedule_from_config(cfg.diffusion)
     torch.manual_seed(tc.seed)  # network init and dropout
-    net = build_network(cfg).to(device)
-    if cfg.model.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = build_network(cfg).place(device)
     ema = make_ema(net, tc.ema_decay, tc.ema_warmup)
     optimizer = make_optimizer(net, tc)
     scheduler = make_warmup(optimizer, tc)
-    generator = torch.Generator().manual_seed(tc.seed)  # masks, gamma and noise: drawn on the host
+    # Masks, gamma and noise are drawn where the batch lives: on the host they cost ~20 ms per 256-px batch
+    # of 8 (two B x 3 x H x W normal draws and the masks, measured on a 2-core CPU), a large share of a GPU step.
+    generator = torch.Generator(device).manual_seed(tc.seed)
     step_net = torch.compile(net) if tc.compile else net
 
     progress = {"epoch": 0, "step_in_epoch": 0, "steps": 0, "images_seen": 0, "train_seconds": 0.0,
                 "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "pending_eval": None}
     history: list[dict] = []
-    resumed_from, ckpt = newest_readable_checkpoint(run_dir / "checkpoints", device)
+    resumed_from, ckpt = newest_readable_checkpoint(run_dir / "checkpoints")
     if resumed_from is not None:
         if json.loads(ckpt["config"]) != json.loads(config_json):
             raise CheckpointError(f"{resumed_from}: checkpoint was written by another config")
@@ -165,7 +168,11 @@ def train(
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"], generator)
+        if not set_rng_state(ckpt["rng"], generator, reseed=tc.seed * 1_000_003 + ckpt["progress"]["steps"]):
+            print(f"warning: {resumed_from.name} was written on another kind of device "
+                  f"({ckpt['rng'].get('generator_device', 'cpu')}); the random stream of masks and noise restarts "
+                  "from a new seed, so this run is valid but not bitwise the same as an uninterrupted one",
+                  file=sys.stderr)
         progress.update(ckpt["progress"])
         history = list(ckpt["history"])
         write_json(run_dir / "history.json", history)  # a kill may have come between checkpoint and history
@@ -214,14 +221,11 @@ def train(
         for b in range(progress["step_in_epoch"], len(batch_list)):
             t0 = time.perf_counter()
             y0 = images_to_tensor(images[torch.from_numpy(batch_list[b])], device)
-            if cfg.model.channels_last:
+            if net.channels_last:
                 y0 = y0.contiguous(memory_format=torch.channels_last)
             cond, mask = task.make(y0, [generator] * len(y0))
             with autocast_context(device):
                 loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss))
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; "
-                                       f"last good checkpoint kept in {run_dir / 'checkpoints'}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip is not None:
@@ -229,18 +233,22 @@ def train(
             optimizer.step()
             scheduler.step()
             ema.update_parameters(net)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            # Read the loss once, at the end: a read-back before backward() would stall a GPU mid-step. A
+            # non-finite loss has spoiled only these in-memory weights; the last checkpoint is untouched.
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"loss became {loss_value} at epoch {epoch + 1}, step {b + 1}; "
+                                       f"last good checkpoint kept in {run_dir / 'checkpoints'}")
             dt = time.perf_counter() - t0
             progress.update(step_in_epoch=b + 1, steps=progress["steps"] + 1,
                             images_seen=progress["images_seen"] + len(y0),
                             train_seconds=progress["train_seconds"] + dt,
                             epoch_seconds=progress["epoch_seconds"] + dt,
-                            epoch_loss_sum=progress["epoch_loss_sum"] + loss.item())
+                            epoch_loss_sum=progress["epoch_loss_sum"] + loss_value)
             fault("train-step")
             if on_step is not None:
                 on_step({"epoch": epoch + 1, "epochs": total_epochs, "subset": subset + 1,
-                         "subsets": tc.subsets, "step": b + 1, "steps": len(batch_list), "loss": loss.item(),
+                         "subsets": tc.subsets, "step": b + 1, "steps": len(batch_list), "loss": loss_value,
                          "images_per_second": len(y0) / dt, "lr": scheduler.get_last_lr()[0]})
             if tc.checkpoint_every_steps and progress["steps"] % tc.checkpoint_every_steps == 0 \
                     and b + 1 < len(batch_list):

@@ -117,3 +117,19 @@ def test_validation_errors_name_file_and_key(tmp_path, text, message):
 def test_yaml_is_loaded_safely(tmp_path):
     with pytest.raises(ConfigError, match="YAML syntax error|could not determine a constructor|cannot"):
         _study(tmp_path, "base: !!python/object/apply:os.system ['true']")
+
+
+def test_paper_scale_multiplies_the_files_epochs_but_not_the_users_own(tmp_path):
+    text = """
+        base: {train.epochs_per_subset: 4, eval.every_epochs: 2, data.path: /data/faces}
+        stages: {a: {data.source: folder}, b: {data.source: folder, train.epochs: 3}}
+        sweep: {grid: {stage: [a, b]}}
+        scales: {paper: {a.eval.every_epochs: 7}}
+    """
+    plain = {t.run.stage: t.run.config for t in _study(tmp_path, text, "paper").trials}
+    assert plain["a"].train.epochs_per_subset == 4 * 5 and plain["b"].train.epochs == 3 * 5  # cpu-scale counts
+    assert plain["a"].eval.every_epochs == 7 and plain["b"].eval.every_epochs == 2 * 5  # scales.paper as written
+    sets = {"train.epochs": 2, "b.train.epochs_per_subset": 1}
+    told = {t.run.stage: t.run.config for t in _study(tmp_path, text, "paper", overrides=sets).trials}
+    assert told["a"].train.epochs == 2 and told["b"].train.epochs == 2  # --set as written
+    assert told["a"].train.epochs_per_subset == 4 * 5 and told["b"].train.epochs_per_subset == 1

@@ -167,3 +167,22 @@ def test_history_is_written_for_humans(tmp_path, smoke_config):
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[-1]["train_seconds"] >= history[0]["train_seconds"]
+
+
+def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_fresh_noise_stream(tmp_path, smoke_config, capfd):
+    # A CUDA generator's state cannot be loaded into a CPU one (Philox vs Mersenne Twister): the run must
+    # go on from the checkpoint's weights and say that its random stream restarted.
+    cfg = smoke_config(train__subsets=1, train__epochs_per_subset=3)
+    train(cfg, tmp_path / "run", device="cpu", budget=Budget(epochs=1))
+    path = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    ckpt = load_checkpoint(path)
+    assert ckpt["rng"]["generator_device"] == "cpu"
+    ckpt["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # a Philox-sized state, as a GPU writes
+    ckpt["rng"]["generator_device"] = "cuda"
+    torch.save(ckpt, path)
+    capfd.readouterr()
+    result = train(cfg, tmp_path / "run", device="cpu")
+    assert result.status == "done" and result.resumed_from == path
+    assert "written on another kind of device (cuda)" in capfd.readouterr().err
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert all(np.isfinite(h["loss"]) for h in result.history)

@@ -144,3 +144,18 @@ def test_fused_group_norm_matches_modules(scale_shift, act):
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
     with torch.no_grad():  # the no-autograd path used in sampling
         torch.testing.assert_close(group_norm_act(xc, norm, scale, shift, act), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_channels_last_auto_is_the_cpus_format_and_place_converts_weights():
+    from model.unet import use_channels_last
+
+    assert use_channels_last("auto", "cpu") and not use_channels_last("auto", "cuda")
+    assert use_channels_last(True, "cuda") and not use_channels_last(False, "cpu")
+    net = UNet(tiny_cfg(), 16)
+    conv = net.out[2].weight
+    assert net.channels_last and conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    nchw = UNet(tiny_cfg(channels_last=False), 16).place("cpu")
+    assert not nchw.channels_last and nchw.out[2].weight.is_contiguous()
+    nchw.load_state_dict(net.state_dict())
+    x, g = torch.randn(2, 6, 16, 16), torch.rand(2)
+    torch.testing.assert_close(nchw(x, g), net(x, g), rtol=1e-4, atol=1e-5)  # same maths in either format
