@@ -150,7 +150,8 @@ def _block(title: str, note: str, frames, name: str, out: Path, csv: bool) -> st
 def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
     n = pd.to_numeric(data.complete.get("n_samples"), errors="coerce").dropna()
     seeds = ("Mean ± std over seeds" if data.multi_seed
-             else "One seed per config: no error bars (KID ± is the estimator's std over subsets)")
+             else "One seed per config: no error bars (KID ± is the estimator's std over subsets of 1000, "
+                  "shown only when there are more samples than that)")
     ns = _joined(fmt(v) for v in sorted(n.unique()))
     fid_note = (f" FID@N is computed from N = {ns} generated samples; with fewer than {FID_RELIABLE_N} "
                 "samples FID is biased upward and only comparable at equal N." if data.has_fid else "")

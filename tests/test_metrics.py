@@ -113,8 +113,9 @@ def test_kid_near_zero_for_same_set_and_positive_when_shifted(feats):
     assert scores[-1] > 0 and scores[-1] > 10 * abs(same)
     assert scores[-1] > scores[0]
     assert np.sign(scores[-1]) == np.sign(fid.fid_from_features(feats[0.0], feats[NOISE_LEVELS[-1]]))
-    again = kid.kernel_inception_distance(feats[0.0], feats[0.4], n_subsets=20)
-    assert again == kid.kernel_inception_distance(feats[0.0], feats[0.4], n_subsets=20)
+    again = kid.kernel_inception_distance(feats[0.0], feats[0.4], n_subsets=20, subset_size=len(feats[0.0]) // 2)
+    assert again == kid.kernel_inception_distance(feats[0.0], feats[0.4], n_subsets=20,
+                                                  subset_size=len(feats[0.0]) // 2)  # seeded subsets
 
 
 def test_kid_formula_on_tiny_sets():
@@ -128,7 +129,15 @@ def test_kid_formula_on_tiny_sets():
     yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
     xy = sum(k(x[i], y[j]) for i in range(5) for j in range(5)) / 25
     mean, std = kid.kernel_inception_distance(x, y, n_subsets=3, subset_size=50)
-    assert mean == pytest.approx(xx + yy - 2 * xy) and std == pytest.approx(0, abs=1e-9)
+    assert mean == pytest.approx(xx + yy - 2 * xy)
+    assert np.isnan(std)  # every subset would be both whole sets: no spread to report
+
+
+def test_kid_spread_over_subsets_smaller_than_the_sets():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((60, 8)), rng.standard_normal((60, 8)) + 0.5
+    mean, std = kid.kernel_inception_distance(x, y, n_subsets=30, subset_size=20)
+    assert std > 0 and abs(mean - kid.mmd2_unbiased(x, y)) < 3 * std  # unbiased: the full-set value is near
 
 
 # --- folders and .npz, against pytorch-fid's own code path ---------------------------------------------

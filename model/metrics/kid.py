@@ -29,7 +29,9 @@ def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray, n_su
                               subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """KID (mean, std over subsets) of two feature sets [N, D]; deterministic given ``seed``.
 
-    ``subset_size`` is capped at the smaller set; each subset is drawn without replacement.
+    ``subset_size`` is capped at the smaller set; each subset is drawn without replacement. When both sets
+    are no larger than ``subset_size``, every subset would be the whole of both sets: the estimate is made
+    once, on all of them, and the std is NaN (there is no spread over subsets to report, not a spread of 0).
     """
     f1, f2 = np.asarray(features1, np.float64), np.asarray(features2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
@@ -37,6 +39,8 @@ def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray, n_su
     m = min(len(f1), len(f2), subset_size)
     if m < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(f1)} and {len(f2)}")
+    if m == len(f1) == len(f2):
+        return mmd2_unbiased(f1, f2), float("nan")
     rng = np.random.default_rng(seed)
     scores = np.array([
         mmd2_unbiased(f1[rng.choice(len(f1), m, replace=False)], f2[rng.choice(len(f2), m, replace=False)])
