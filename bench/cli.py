@@ -37,15 +37,15 @@ def parse_budget(text: str | None):
 
 
 def cmd_run(args) -> int:
-    from .study import load_study, parse_sets
+    from .study import load_study, parse_seeds, parse_sets
 
     try:
-        sets = parse_sets(args.set)
+        sets, seeds = parse_sets(args.set), parse_seeds(args.seeds)
         if args.trials is not None and args.trials < 1:
             raise ConfigError(f"--trials {args.trials}: must be at least 1")
     except ConfigError as e:
         raise ConfigError(f"{args.file}: {e}") from None
-    study = load_study(args.file, args.scale, sets)  # before importing torch: a bad file fails at once
+    study = load_study(args.file, args.scale, sets, seeds)  # before importing torch: a bad file fails at once
 
     from . import dryrun, runner
     from .preflight import preflight
@@ -84,9 +84,13 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from .progress import print_table
     from .runner import study_status
-    from .study import load_study, parse_sets
+    from .study import load_study, parse_seeds, parse_sets
 
-    study = load_study(args.file, args.scale, parse_sets(args.set))
+    try:
+        sets, seeds = parse_sets(args.set), parse_seeds(args.seeds)
+    except ConfigError as e:
+        raise ConfigError(f"{args.file}: {e}") from None
+    study = load_study(args.file, args.scale, sets, seeds)
     print_table(f"study {study.name} ({study.scale})", study_status(study, args.results),
                 ["trial", "label", "seed", "stage", "state"])
     return 0
@@ -209,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         if scale:
             sp.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
                             help=f"size preset (default: {DEFAULT_SCALE})")
+            sp.add_argument("--seeds", metavar="S,S,...",
+                            help="run these seeds instead of the study file's, e.g. --seeds 0,1,2 (error bars)")
             sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                             help="override a config key after the study file, e.g. --set data.path=/data/celeba "
                                  "(prefix a stage name to scope it: --set land_color.data.path=...)")

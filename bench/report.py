@@ -121,6 +121,8 @@ def _header(data: StudyData) -> str:
     results = "" if root.name == "results" and not root.is_absolute() else f" --results {root}"
     results += "".join(f" --set {k}={json.dumps(v) if not isinstance(v, str) else v}"
                        for k, v in (m.get("overrides") or {}).items())
+    if m.get("seeds_override"):
+        results += " --seeds " + ",".join(str(s) for s in m["seeds_override"])
     text = [f"# Report: {m.get('name', data.dir.name)}", m.get("description", ""), "## What was run",
             md_table(pd.DataFrame(rows, columns=["", "Value"]))]
     if stage_rows:

@@ -270,7 +270,8 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
                                           "axes": study.axes, "baseline": study.spec.baseline,
                                           "quality_metric": study.spec.quality_metric,
                                           "description": study.spec.description, "trials": len(study.trials),
-                                          "overrides": study.overrides})
+                                          "overrides": study.overrides, "seeds": study.spec.seeds,
+                                          "seeds_override": study.seeds_override})
     ostudy = open_study(study, storage)
     summary = RunSummary()
     budget = budget or Budget()

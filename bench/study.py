@@ -106,6 +106,7 @@ class Study:
     trials: list[Trial] = field(default_factory=list)
     axes: list[str] = field(default_factory=list)
     overrides: dict = field(default_factory=dict)  # --set KEY=VALUE, recorded so reports can reproduce it
+    seeds_override: list[int] | None = None  # --seeds, likewise
 
 
 # ---------------------------------------------------------------- helpers for dotted keys and errors
@@ -188,8 +189,22 @@ def parse_sets(items: list[str] | None) -> dict:
     return out
 
 
-def load_study(path: str | Path, scale: str, overrides: dict | None = None) -> Study:
-    """Load and expand a study file; `overrides` ({dotted key: value}, from --set) apply after the file."""
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 0,1,2` -> [0, 1, 2] (None: the study file's own seeds)."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: seeds must be distinct and not negative")
+    return seeds
+
+
+def load_study(path: str | Path, scale: str, overrides: dict | None = None, seeds: list[int] | None = None) -> Study:
+    """Load and expand a study file; `overrides` ({dotted key: value}, from --set) apply after the file, and
+    `seeds` (from --seeds) replaces its seeds."""
     path = Path(path)
     where = str(path)
     try:
@@ -220,12 +235,15 @@ def load_study(path: str | Path, scale: str, overrides: dict | None = None) -> S
         raise ConfigError(f"{where}: {msg}") from None
     if scale not in SCALES:
         raise ConfigError(f"--scale {scale!r}: expected one of {', '.join(SCALES)}")
+    if seeds is not None:
+        spec = spec.model_copy(update={"seeds": list(seeds)})
     name = spec.name or path.stem
     if not _NAME.match(name):
         raise ConfigError(f"{where}: name {name!r}: use letters, digits, '_', '-' or '.', no path separators")
     try:
-        return _expand(Study(name=name, path=path, scale=scale, spec=spec, overrides=dict(overrides or {})),
-                       overrides or {})
+        study = Study(name=name, path=path, scale=scale, spec=spec, overrides=dict(overrides or {}),
+                      seeds_override=None if seeds is None else list(seeds))
+        return _expand(study, overrides or {})
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 

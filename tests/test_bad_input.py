@@ -162,6 +162,8 @@ CASES = [
      r"--set 'train\.batch_size=\[1': value is not valid YAML"),
     ("set-wrong-type", study(), ["--set", "train.epochs=many"], r"train\.epochs: .*integer.*\(got 'many'\)"),
     ("bad-budget", study(), ["--session-budget", "soon"], r"--session-budget 'soon': use minutes"),
+    ("bad-seeds", study(), ["--seeds", "0,one"], r"--seeds '0,one': expected comma-separated integers"),
+    ("repeated-seeds", study(), ["--seeds", "1,1"], r"--seeds '1,1': seeds must be distinct"),
     ("zero-trials", study(), ["--trials", "0"], r"--trials 0: must be at least 1"),
     ("bad-storage", study(), ["--storage", "bogus"], r"--storage 'bogus': expected a database URL"),
     ("bad-storage-driver", study(), ["--storage", "nosuchdb://x/y"], r"--storage 'nosuchdb://x/y': cannot open"),

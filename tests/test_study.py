@@ -133,3 +133,17 @@ def test_paper_scale_multiplies_the_files_epochs_but_not_the_users_own(tmp_path)
     told = {t.run.stage: t.run.config for t in _study(tmp_path, text, "paper", overrides=sets).trials}
     assert told["a"].train.epochs == 2 and told["b"].train.epochs == 2  # --set as written
     assert told["a"].train.epochs_per_subset == 4 * 5 and told["b"].train.epochs_per_subset == 1
+
+
+def test_seeds_from_the_command_line_replace_the_files(tmp_path):
+    text = """
+        sweep: {grid: {model.dropout: [0.0, 0.1]}}
+        seeds: [0]
+    """
+    study = _study(tmp_path, text, seeds=[0, 1, 2])
+    assert sorted((t.point["model.dropout"], t.seed) for t in study.trials) == [
+        (d, s) for d in (0.0, 0.1) for s in (0, 1, 2)]
+    assert {t.run.config.train.seed for t in study.trials} == {0, 1, 2}
+    assert study.seeds_override == [0, 1, 2]
+    # seed 0's trials are the file's own: a later --seeds run reuses them instead of training them again
+    assert {t.key for t in _study(tmp_path, text).trials} <= {t.key for t in study.trials}
