@@ -1,7 +1,7 @@
-"""The core on a CUDA GPU: the same code as on the CPU, with bf16 autocast and channels_last.
+"""The core on a CUDA GPU: the same code as on the CPU, with bf16 autocast and (channels_last "auto") NCHW.
 
 Skipped where torch sees no GPU (CI). Run on a GPU machine with `pytest -m cuda tests/test_cuda.py`
-(scripts/gpu_check.sh does this together with the paper-scale step check and a smoke study).
+(scripts/gpu_check.sh runs it with the paper-scale step check and two studies on CUDA; results/gpu/ holds an H100 run).
 """
 
 from __future__ import annotations
