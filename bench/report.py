@@ -160,7 +160,8 @@ def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
     base = ", ".join(f"{k} = {v}" for k, v in data.meta.get("baseline", {}).items()) or "none"
     effic_note = (f"Speed-up = the total training hours of the baseline ({base}) of the same stage / this "
                   "config's (means over seeds; one seed: trials.csv's `speedup`); per epoch: the same with "
-                  "the time per epoch. Training time excludes evaluation.")
+                  "the time per epoch. Training time excludes evaluation. Optimizer steps can differ at equal "
+                  "images seen: each epoch of a subset ends with a partial batch.")
     if data.has_transfer:
         effic_note += " 'Incl. source training' adds the training of the stages it was transferred from."
     return "\n\n".join([

@@ -170,7 +170,7 @@ def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, view
 
 
-EFFICIENCY = [("epochs", "Epochs"), ("images_seen", "Images seen"),
+EFFICIENCY = [("epochs", "Epochs"), ("images_seen", "Images seen"), ("steps", "Optimizer steps"),
               ("time_per_epoch_min", "Time/Epoch (min)"), ("total_hours", "Total Time (h)"),
               ("speedup", "Speed-up (×)"), ("speedup_per_epoch", "Speed-up/epoch (×)"),
               ("chain_hours", "Incl. source training (h)"), ("sample_seconds_per_image", "Sampling (s/img)"),
@@ -201,7 +201,7 @@ def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         if c.startswith("speedup"):
             view[header] = [("–" if math.isnan(v) else f"{v:.2f}") for v in raw[c]]
-        elif c in ("epochs", "images_seen"):
+        elif c in ("epochs", "images_seen", "steps"):
             view[header] = [fmt(v) for v in raw[f"{c}_mean"]]
         else:
             view[header] = [pm(a, b, 3) for a, b in zip(raw[f"{c}_mean"], raw[f"{c}_std"], strict=True)]

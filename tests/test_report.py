@@ -120,7 +120,7 @@ def test_efficiency_table_matches_trials_csv(study):
         mine = trials[trials["label"] == row["label"]]
         base = trials[trials["is_baseline"] & (trials["stage"] == row["stage"])]
         assert row["seeds"] == 2
-        for c in ("epochs", "images_seen", "time_per_epoch_min", "total_hours", "chain_hours"):
+        for c in ("epochs", "images_seen", "steps", "time_per_epoch_min", "total_hours", "chain_hours"):
             assert row[f"{c}_mean"] == pytest.approx(mine[c].mean(), rel=1e-9)
         # the speed-up shown is the ratio of trials.csv's hours (baseline / config), and trial by trial
         # trials.csv's own `speedup` is that same ratio
@@ -132,6 +132,7 @@ def test_efficiency_table_matches_trials_csv(study):
         cell = shown.loc[[m for m in shown.index if _label(m) == row["label"]][0]]
         assert cell["Speed-up (×)"] == f"{row['speedup']:.2f}"
         assert cell["Epochs"] == str(int(row["epochs_mean"]))
+        assert cell["Optimizer steps"] == str(int(row["steps_mean"]))  # differs from images / batch: partial batches
     assert eff.loc[eff["is_baseline"], "speedup"].tolist() == pytest.approx([1.0])
 
 
