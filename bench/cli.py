@@ -36,16 +36,21 @@ def parse_budget(text: str | None):
     return Budget(epochs=int(value)) if unit.startswith("ep") else Budget(minutes=value)
 
 
-def cmd_run(args) -> int:
+def _load_study(args):
+    """The study of `args.file` at `--scale`, with `--set` and `--seeds`; a bad option names the file."""
     from .study import load_study, parse_seeds, parse_sets
 
     try:
         sets, seeds = parse_sets(args.set), parse_seeds(args.seeds)
-        if args.trials is not None and args.trials < 1:
-            raise ConfigError(f"--trials {args.trials}: must be at least 1")
     except ConfigError as e:
         raise ConfigError(f"{args.file}: {e}") from None
-    study = load_study(args.file, args.scale, sets, seeds)  # before importing torch: a bad file fails at once
+    return load_study(args.file, args.scale, sets, seeds)
+
+
+def cmd_run(args) -> int:
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(f"{args.file}: --trials {args.trials}: must be at least 1")
+    study = _load_study(args)  # before importing torch: a bad file fails at once
 
     from . import dryrun, runner
     from .preflight import preflight
@@ -84,13 +89,7 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from .progress import print_table
     from .runner import study_status
-    from .study import load_study, parse_seeds, parse_sets
-
-    try:
-        sets, seeds = parse_sets(args.set), parse_seeds(args.seeds)
-    except ConfigError as e:
-        raise ConfigError(f"{args.file}: {e}") from None
-    study = load_study(args.file, args.scale, sets, seeds)
+    study = _load_study(args)
     print_table(f"study {study.name} ({study.scale})", study_status(study, args.results),
                 ["trial", "label", "seed", "stage", "state"])
     return 0

@@ -19,18 +19,9 @@ from model.sample import sample
 from model.samplers import DDIMSampler, DDPMSampler
 from model.schedule import schedule_from_config
 from model.tasks import make_task
-from model.unet import UNet
+from model.unet import UNet, unzero
 
 from .perf_timing import Timing, alternate
-
-
-def _unzeroed(net: nn.Module) -> nn.Module:
-    """Re-initialise the zero-initialised layers, so the samples are not trivially the starting noise."""
-    torch.manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d) and not m.weight.any():
-            m.reset_parameters()
-    return net
 
 
 def _inputs(cfg: RunConfig, batch: int, device: torch.device):
@@ -45,7 +36,7 @@ def _inputs(cfg: RunConfig, batch: int, device: torch.device):
 def sampling(cfg: RunConfig, device: torch.device, batch: int, ddpm_steps: int, ddim_steps: int,
              rounds: int) -> dict[str, Timing]:
     """Images/s of DDPM (T = ddpm_steps) and DDIM (k = ddim_steps of that T), plus the no_grad ablation."""
-    net = _unzeroed(UNet(cfg.model, cfg.data.image_size)).place(device).eval()
+    net = unzero(UNet(cfg.model, cfg.data.image_size)).place(device).eval()  # samples not trivially the noise
     short = cfg.diffusion.model_copy(update={"timesteps": ddpm_steps, "match_terminal": None})
     schedule = schedule_from_config(short)
     cond, mask, y_known, gens = _inputs(cfg, batch, device)

@@ -56,7 +56,7 @@ class UNetConfig(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     norm_groups: int = Field(32, ge=1)
     # Memory format of weights and activations. 'auto': channels_last on the CPU (oneDNN: x1.04, bench perf),
-    # NCHW on CUDA (cuDNN, bf16: NCHW x1.27 on an H100, scripts/gpu_check.py). See model.unet.use_channels_last.
+    # NCHW on CUDA (cuDNN, bf16: NCHW x1.20-1.27 on an H100, results/gpu/). See model.unet.use_channels_last.
     channels_last: bool | Literal["auto"] = "auto"
 
     @model_validator(mode="after")

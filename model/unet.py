@@ -60,18 +60,24 @@ def _affine(mean, rstd, weight, bias, scale, shift) -> tuple[torch.Tensor, torch
     return a, d
 
 
+def _norm_act(x3, groups, weight, bias, eps, scale, shift, act):
+    """The fused forward on [B, HW, C]: (output, mean, rstd, a, d), the last four for the backward."""
+    mean, rstd = _group_stats(x3, groups, eps)
+    a, d = _affine(mean, rstd, weight, bias, scale, shift)
+    y = torch.addcmul(d.unsqueeze(1), x3, a.unsqueeze(1))
+    return (F.silu(y, inplace=True) if act else y), mean, rstd, a, d
+
+
 class _GroupNormAct(torch.autograd.Function):
     """silu(group_norm(x) * (1 + scale) + shift) on a channels-last [B, HW, C] view, forward and backward
     written out with [B, C] coefficients; only x is kept for the backward (the SiLU input is recomputed)."""
 
     @staticmethod
     def forward(ctx, x3, groups, weight, bias, eps, scale, shift, act):
-        mean, rstd = _group_stats(x3, groups, eps)
-        a, d = _affine(mean, rstd, weight, bias, scale, shift)
-        y = torch.addcmul(d.unsqueeze(1), x3, a.unsqueeze(1))
+        y, mean, rstd, a, d = _norm_act(x3, groups, weight, bias, eps, scale, shift, act)
         ctx.save_for_backward(x3, mean, rstd, a, d, weight, bias, scale)
         ctx.groups, ctx.act = groups, act
-        return F.silu(y, inplace=True) if act else y
+        return y
 
     @staticmethod
     def backward(ctx, dz):
@@ -125,10 +131,7 @@ def group_norm_act(
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tracked):
         y = _GroupNormAct.apply(x3, norm.num_groups, norm.weight, norm.bias, norm.eps, scale, shift, act)
     else:  # sampling: no autograd record
-        mean, rstd = _group_stats(x3, norm.num_groups, norm.eps)
-        a, d = _affine(mean, rstd, norm.weight, norm.bias, scale, shift)
-        y = torch.addcmul(d.unsqueeze(1), x3, a.unsqueeze(1))
-        y = F.silu(y, inplace=True) if act else y
+        y = _norm_act(x3, norm.num_groups, norm.weight, norm.bias, norm.eps, scale, shift, act)[0]
     return y.view(B, H, W, C).permute(0, 3, 1, 2)
 
 
@@ -137,6 +140,16 @@ def zero_init(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
+
+
+def unzero(net: nn.Module, seed: int = 1) -> nn.Module:
+    """Re-initialise the zero-initialised convs (seeded), so that a fresh network's output depends on its input:
+    for tests and benchmarks, where the predicted 0 of an untrained network would make everything trivial."""
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and not m.weight.any():
+            m.reset_parameters()
+    return net
 
 
 class Attention(nn.Module):
@@ -208,7 +221,7 @@ class Upsample(nn.Module):
 def use_channels_last(setting: bool | str, device: str | torch.device) -> bool:
     """The memory format for `device`: 'auto' is channels_last on the CPU, where oneDNN's convolutions and the
     fused group norm above run faster in it, and NCHW on CUDA, where cuDNN's bf16 training step measured
-    x1.27 faster in NCHW on an H100 (results/gpu/gpu_check.md)."""
+    x1.20-1.27 faster in NCHW on an H100 (results/gpu/README.md)."""
     if setting == "auto":
         return torch.device(device).type == "cpu"
     return bool(setting)
@@ -261,12 +274,11 @@ class UNet(nn.Module):
         self.out = nn.Sequential(
             nn.GroupNorm(cfg.norm_groups, ch), nn.SiLU(), zero_init(nn.Conv2d(ch, out_channels, 3, padding=1))
         )
-        self.channels_last = use_channels_last(cfg.channels_last, "cpu")  # built on the CPU; place() moves it
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)  # conv weights too, so oneDNN / cuDNN skip reorders
+        self.place("cpu")  # built on the CPU, in the CPU's memory format; place(device) moves it
 
     def place(self, device: str | torch.device) -> UNet:
-        """Move to `device` in the memory format the config asks for there (see use_channels_last)."""
+        """Move to `device` in the memory format the config asks for there (see use_channels_last); the conv
+        weights too, so oneDNN / cuDNN skip reorders."""
         self.channels_last = use_channels_last(self.cfg.channels_last, device)
         return self.to(device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 

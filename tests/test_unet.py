@@ -6,16 +6,7 @@ from torch import nn
 
 from model.config import UNetConfig
 from model.errors import ConfigError
-from model.unet import Attention, UNet, gamma_embedding, group_norm_act
-
-
-def unzero(net: nn.Module) -> nn.Module:
-    """Re-initialise the zero-initialised convs so that the output depends on the input."""
-    torch.manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d) and not m.weight.any():
-            m.reset_parameters()
-    return net
+from model.unet import Attention, UNet, gamma_embedding, group_norm_act, unzero
 
 
 @pytest.mark.parametrize(
