@@ -66,6 +66,19 @@ class Evaluator:
                         "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
                         "synthetic_count": cfg.data.synthetic_count, "test_fraction": cfg.data.test_fraction}
 
+    def inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What `generate` feeds the network, without one: (targets, conditions, masks) on the CPU,
+        [n, 3, H, W] in [-1, 1] and [n, 1, H, W], sample i's condition seeded as in `generate`."""
+        y0 = torch.from_numpy(self.targets).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        conds, masks = [], []
+        for start in range(0, self.n, self.cfg.eval.batch_size):
+            idx = range(start, min(start + self.cfg.eval.batch_size, self.n))
+            cond, mask = self.task.make(y0[idx.start:idx.stop], [torch.Generator().manual_seed(self.seed + i)
+                                                                 for i in idx])
+            conds.append(cond)
+            masks.append(mask)
+        return y0, torch.cat(conds), torch.cat(masks)
+
     def generate(self, net: torch.nn.Module, return_intermediates: bool = False):
         """All n samples: (outputs, conditions, masks) as float tensors on the CPU, and seconds per image."""
         outs, conds, masks, strip = [], [], [], None
