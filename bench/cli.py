@@ -155,14 +155,14 @@ def cmd_evaluate(args) -> int:
 
 def cmd_fid(args) -> int:
     from model.device import resolve_device
-    from model.metrics.fid import fid_from_folders, save_stats
+    from model.metrics.fid import fid_label, fid_with_count, save_stats
 
     args.device = resolve_device(args.device)
     if args.save_stats:  # as `python -m pytorch_fid --save-stats FOLDER OUT.npz`
         save_stats(args.path_a, args.path_b, device=args.device, batch_size=args.batch_size)
         return 0
-    value = fid_from_folders(args.path_a, args.path_b, device=args.device, batch_size=args.batch_size)
-    print(f"FID:  {value}")
+    value, n = fid_with_count(args.path_a, args.path_b, device=args.device, batch_size=args.batch_size)
+    print(f"{fid_label(n)}:  {value}")  # pytorch-fid's "FID:  <value>"; FID@N below 2048 images
     return 0
 
 

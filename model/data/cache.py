@@ -15,7 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 1  # bump when decoding or cropping changes, so old caches are not reused
+from model.data.names import name_bytes
+
+# Bump when decoding or cropping changes, so old caches are not reused. 2: 16-bit / float images scaled
+# from their own range instead of clipped (decode.py).
+CACHE_VERSION = 2
 CACHE_ENV = "PALETTE_BENCH_CACHE"
 
 
@@ -29,12 +33,12 @@ def fingerprint(files: list[Path]) -> str:
     digest = hashlib.sha1()
     for path in sorted(files):
         st = path.stat()
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(name_bytes(path) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
 def names_digest(names: list[str]) -> str:
-    return hashlib.sha1("\n".join(names).encode()).hexdigest()
+    return hashlib.sha1(b"\n".join(name_bytes(n) for n in names)).hexdigest()
 
 
 def cache_path(root: Path, prefix: str, key: dict) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from model.data.debian import package_folder
 from model.data.folder import image_files, resolve_folder
 from model.data.items import Item, Listing
+from model.data.names import shown
 from model.errors import DataError
 
 PACKAGE = "libdlib19.1"
@@ -64,7 +65,7 @@ def list_faces(path: str | None, cache_dir: Path) -> Listing:
         items += box_items(root, xml_file)
     if not items:
         raise DataError(
-            f"data.path: '{root}' has neither johns/<person>/*.jpg nor faces/training.xml; "
+            f"data.path: '{shown(root)}' has neither johns/<person>/*.jpg nor faces/training.xml; "
             "for a plain folder of face images use data.source: folder"
         )
     files = sorted({item.file for item in items if item.file.is_file()} | set(xml_files))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from model.data.images import is_image_file
 from model.data.items import Item, Listing
+from model.data.names import shown
 from model.errors import DataError
 
 
@@ -21,12 +22,12 @@ def resolve_folder(path: str | None, key: str = "data.path") -> Path:
         raise DataError(f"{key} is not set; point it at a folder of images")
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"{key}: folder '{root}' does not exist; point {key} at a folder of images")
+        raise DataError(f"{key}: folder '{shown(root)}' does not exist; point {key} at a folder of images")
     return root
 
 
 def image_files(root: Path) -> list[Path]:
-    """Every .jpg/.jpeg/.png/.webp below root (any case), sorted; hidden folders are skipped."""
+    """Every image file below root (images.IMAGE_EXTENSIONS, any case), sorted; hidden folders are skipped."""
     found = [p for p in root.rglob("*") if is_image_file(p)]
     return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
@@ -52,7 +53,7 @@ def list_places2(root: Path, categories: list[str]) -> Listing:
     ]
     if not files:
         raise DataError(
-            f"data.path: no images under '{root}' in a folder named {' or '.join(categories)}; "
+            f"data.path: no images under '{shown(root)}' in a folder named {' or '.join(categories)}; "
             "check data.categories (whole directory names, e.g. forest, mountain_snowy)"
         )
     listing = list_folder(root, files)

@@ -1,31 +1,34 @@
-"""Decoding files and cutting them to square uint8 arrays (antialiased resize, centre crop)."""
+"""Which files are images, decoding them (decode.py), and cutting them to square uint8 arrays (antialiased
+resize, centre crop)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+from model.data.decode import read_rgb
+from model.errors import DataError
+
+# The one list of image files for the whole project (data sources and `bench fid`), matched on the lower-cased
+# suffix so IMG_0001.JPG counts once: pytorch-fid's extensions, which include every one the sources took.
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 IMAGE_KINDS = "/".join(IMAGE_EXTENSIONS)  # for messages
 RESAMPLE = Image.Resampling.LANCZOS  # antialiased when shrinking
 
 
 def is_image_file(path: Path) -> bool:
+    """A file (not a folder) whose suffix, in any case, is in IMAGE_EXTENSIONS."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
 
 
 def open_rgb(path: Path) -> Image.Image | None:
-    """The file as RGB with its EXIF rotation applied, or None when it is corrupt or unreadable."""
+    """The file as 8-bit RGB with its EXIF rotation applied (decode.read_rgb: every pixel format scaled from
+    its own range), or None when it is corrupt, unreadable or of a format with no faithful conversion."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL warns about odd metadata; a bad file is caught below
-            with Image.open(path) as im:
-                im.load()
-                return ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return read_rgb(path, orient=True)
+    except DataError:
         return None
 
 

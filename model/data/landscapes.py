@@ -17,6 +17,7 @@ from model.data.debian import package_folder
 from model.data.folder import image_files, resolve_folder
 from model.data.images import IMAGE_KINDS
 from model.data.items import Item, Listing
+from model.data.names import shown
 from model.errors import DataError
 
 PACKAGE = "endless-sky-data"
@@ -43,7 +44,7 @@ def list_landscapes(path: str | None, cache_dir: Path, crops: int) -> Listing:
     files = [p for p in image_files(root) if is_natural(p)]
     if not files:
         raise DataError(
-            f"data.path: no landscape photos ({IMAGE_KINDS}) in '{root}'; point it at a folder of photos"
+            f"data.path: no landscape photos ({IMAGE_KINDS}) in '{shown(root)}'; point it at a folder of photos"
         )
     items = [
         Item(name=f"{rel}#crop{i}", group=rel, file=p, crop=(i, crops))

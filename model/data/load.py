@@ -19,6 +19,7 @@ from model.data.folder import list_folder, list_places2, resolve_folder
 from model.data.images import IMAGE_KINDS, inside_box, open_rgb, square_crop_box, to_array
 from model.data.items import ImageSet, Item, Listing
 from model.data.landscapes import list_landscapes
+from model.data.names import shown
 from model.data.split import SPLITS, hash_order, split_items
 from model.data.synthetic import list_synthetic
 from model.errors import DataError
@@ -32,7 +33,7 @@ def list_source(cfg: DataConfig) -> Listing:
         listing = list_folder(resolve_folder(cfg.path))
         if not listing.items:
             raise DataError(
-                f"data.path: no images ({IMAGE_KINDS}) in '{listing.root}'; point it at a folder of images"
+                f"data.path: no images ({IMAGE_KINDS}) in '{shown(listing.root)}'; point it at a folder of images"
             )
         return listing
     if cfg.source == "places2":
@@ -48,7 +49,7 @@ def _where(cfg: DataConfig, listing: Listing) -> str:
     """The key to name in an error about this source."""
     if cfg.source.startswith("synthetic"):
         return f"data.synthetic_count={cfg.synthetic_count}"
-    return f"data.path: '{listing.root}'"
+    return f"data.path: '{shown(listing.root)}'"
 
 
 def _decode(items: list[Item], size: int, on_item: Callable[[], None]) -> tuple[dict[str, np.ndarray], set]:
@@ -135,12 +136,12 @@ def load_split(cfg: DataConfig, split: str, progress: Progress | None = None) ->
     files = {item.file for item in listing.items if item.file is not None}
     stats = {
         "source": cfg.source,
-        "root": listing.root,
+        "root": shown(listing.root),  # shown: stats are printed (bench data) and written as JSON
         "split": split,
         "files": len(files) or len(listing.items),
         "candidates": {name: len(items) for name, items in splits.items()},  # items hashed into each split
         "skipped": len(bad),  # corrupt / unreadable files met while decoding this split
-        "skipped_files": sorted(str(f) for f in bad)[:20],
+        "skipped_files": sorted(shown(f) for f in bad)[:20],
         "images": len(kept),
         "cache": str(path),
     }

@@ -13,13 +13,17 @@ import hashlib
 from collections import Counter
 
 from model.data.items import Item
+from model.data.names import name_bytes
 
 SPLITS = ("train", "test")
 
 
 def unit_hash(text: str) -> float:
-    """A stable number in [0, 1) for a string (same on every machine and Python version)."""
-    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big") / 2**64
+    """A stable number in [0, 1) for a string (same on every machine and Python version).
+
+    Hashed as the name's bytes on disk (names.name_bytes): UTF-8 for UTF-8 names, so their split never
+    changed, and the raw bytes for a name that is not UTF-8 (e.g. Latin-1 `caf\\xe9.png`)."""
+    return int.from_bytes(hashlib.sha1(name_bytes(text)).digest()[:8], "big") / 2**64
 
 
 def split_items(items: list[Item], test_fraction: float, exact: bool = False) -> dict[str, list[Item]]:

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import os
 import pathlib
+import zipfile
 
 import numpy as np
 import scipy.linalg
 import torch
 from PIL import Image
-from pytorch_fid.fid_score import IMAGE_EXTENSIONS
 
+from model.data.decode import read_rgb
+from model.data.images import IMAGE_KINDS, is_image_file
+from model.data.names import shown
 from model.errors import DataError
-from model.metrics.inception import extract_features
+from model.metrics.inception import FEATURE_DIM, extract_features
+
+MIN_IMAGES = 2  # a covariance needs two samples; one gives NaN statistics
 
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,17 +75,14 @@ def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
 
 
 def image_files(path: str | os.PathLike) -> list[pathlib.Path]:
-    """The files pytorch-fid reads from a folder: not recursive, its extensions, sorted."""
-    path = pathlib.Path(path)
-    return sorted(f for ext in IMAGE_EXTENSIONS for f in path.glob(f"*.{ext}"))
+    """The image files of a folder, as pytorch-fid lists them (not recursive, sorted, its extensions) but
+    with the project's one extension list matched in any case (IMG_0001.JPG counts, and counts once)."""
+    return sorted(f for f in pathlib.Path(path).iterdir() if is_image_file(f))
 
 
 def _read_rgb(file: pathlib.Path) -> np.ndarray:
-    try:
-        with Image.open(file) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except OSError as err:
-        raise DataError(f"{file}: unreadable image ({err})") from err
+    # orient=False: pytorch-fid ignores EXIF rotation, and bench fid keeps its numbers.
+    return np.asarray(read_rgb(file, orient=False), dtype=np.uint8)
 
 
 def _size(file: pathlib.Path) -> tuple[int, int] | None:
@@ -93,14 +95,18 @@ def _size(file: pathlib.Path) -> tuple[int, int] | None:
 
 def folder_features(path: str | os.PathLike, device: str | torch.device = "cpu",
                     batch_size: int = 50) -> np.ndarray:
-    """Features of a folder's images, read as pytorch-fid does (PIL, ``convert("RGB")``, [0, 1]).
+    """Features float64 [N, 2048] of a folder's images, read as pytorch-fid does (PIL, [0, 1]) for 8-bit
+    images; 16-bit and float images are scaled from their own range where pytorch-fid clips them
+    (model/data/decode.py).
 
     pytorch-fid needs equal sizes within a batch; here runs of equal size are batched together, so
-    mixed sizes also work (each image is resized to 299 inside the network anyway).
+    mixed sizes also work (each image is resized to 299 inside the network anyway). Raises DataError for
+    a folder with fewer than 2 images (FID is undefined) or an unreadable image.
     """
     files = image_files(path)
-    if not files:
-        raise DataError(f"{path}: no images with extensions {sorted(IMAGE_EXTENSIONS)}")
+    if len(files) < MIN_IMAGES:
+        found = "no images" if not files else "1 image"
+        raise DataError(f"{shown(path)}: {found} ({IMAGE_KINDS}); FID needs at least {MIN_IMAGES} images per folder")
     chunks, run = [], []
     for i, f in enumerate(files):
         run.append(_read_rgb(f))
@@ -110,35 +116,57 @@ def folder_features(path: str | os.PathLike, device: str | torch.device = "cpu",
     return np.concatenate(chunks)
 
 
-def _load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def _load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(mu, sigma, image count or None): pytorch-fid's files hold no count, ours (save_stats) add ``n``."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            return f["mu"][:], f["sigma"][:]
-    except (OSError, KeyError, ValueError) as err:
-        raise DataError(f"{path}: not a statistics file with 'mu' and 'sigma' ({err})") from err
+            mu, sigma = f["mu"][:], f["sigma"][:]
+            n = int(f["n"]) if "n" in f.files else None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{shown(path)}: not a statistics file with 'mu' and 'sigma' ({err})") from err
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise DataError(f"{shown(path)}: 'mu' or 'sigma' holds NaN or infinite values "
+                        f"(statistics of fewer than {MIN_IMAGES} images?); make them from a larger folder")
+    return mu, sigma, n
 
 
 def _stats_of(path: str | os.PathLike, device: str | torch.device, batch_size: int):
-    """(mu, sigma, features or None) of a folder of images or a .npz with mu/sigma."""
+    """(mu, sigma, features or None, image count or None) of a folder of images or a .npz with mu/sigma."""
     if not os.path.exists(path):
-        raise DataError(f"{path}: invalid path (no such folder or .npz file)")
+        raise DataError(f"{shown(path)}: invalid path (no such folder or .npz file)")
     if str(path).endswith(".npz"):
-        return (*_load_npz(path), None)
+        mu, sigma, n = _load_npz(path)
+        return mu, sigma, None, n
+    if not os.path.isdir(path):
+        raise DataError(f"{shown(path)}: not a folder of images or a .npz file")
     feats = folder_features(path, device, batch_size)
-    return (*feature_stats(feats), feats)
+    return (*feature_stats(feats), feats, len(feats))
+
+
+def fid_with_count(path_a: str | os.PathLike, path_b: str | os.PathLike, device: str | torch.device = "cpu",
+                   batch_size: int = 50) -> tuple[float, int | None]:
+    """(FID, N): N is the smaller image count of the two sets where known (None for two pytorch-fid .npz
+    files). Below 2048 images (the feature dimension) FID is biased upward: report it as FID@N."""
+    mu_a, s_a, f_a, n_a = _stats_of(path_a, device, batch_size)
+    mu_b, s_b, f_b, n_b = _stats_of(path_b, device, batch_size)
+    n = min((c for c in (n_a, n_b) if c is not None), default=None)
+    if f_a is not None and f_b is not None:
+        return fid_from_features(f_a, f_b), n
+    for feats, mu1, s1, mu2, s2 in ((f_a, mu_a, s_a, mu_b, s_b), (f_b, mu_b, s_b, mu_a, s_a)):
+        if feats is not None and len(feats) <= feats.shape[1]:
+            return frechet_distance(mu1, s1, mu2, s2, factor1=features_factor(feats)), n
+    return frechet_distance(mu_a, s_a, mu_b, s_b), n
 
 
 def fid_from_folders(path_a: str | os.PathLike, path_b: str | os.PathLike,
                      device: str | torch.device = "cpu", batch_size: int = 50) -> float:
     """``python -m pytorch_fid A B``: each path a folder of images or a .npz with ``mu``/``sigma``."""
-    mu_a, s_a, f_a = _stats_of(path_a, device, batch_size)
-    mu_b, s_b, f_b = _stats_of(path_b, device, batch_size)
-    if f_a is not None and f_b is not None:
-        return fid_from_features(f_a, f_b)
-    for feats, mu1, s1, mu2, s2 in ((f_a, mu_a, s_a, mu_b, s_b), (f_b, mu_b, s_b, mu_a, s_a)):
-        if feats is not None and len(feats) <= feats.shape[1]:
-            return frechet_distance(mu1, s1, mu2, s2, factor1=features_factor(feats))
-    return frechet_distance(mu_a, s_a, mu_b, s_b)
+    return fid_with_count(path_a, path_b, device, batch_size)[0]
+
+
+def fid_label(n: int | None) -> str:
+    """"FID@N" when N < 2048 images were seen (the project's reports say the same), else "FID"."""
+    return f"FID@{n}" if n is not None and n < FEATURE_DIM else "FID"
 
 
 def save_stats(path: str | os.PathLike, npz: str | os.PathLike, device: str | torch.device = "cpu",
@@ -147,11 +175,12 @@ def save_stats(path: str | os.PathLike, npz: str | os.PathLike, device: str | to
     ``np.savez_compressed`` it appends ``.npz`` to a name without it."""
     npz = npz if str(npz).endswith(".npz") else f"{npz}.npz"
     if os.path.exists(npz):
-        raise DataError(f"{npz}: output file exists")
-    mu, sigma, _ = _stats_of(path, device, batch_size)
+        raise DataError(f"{shown(npz)}: output file exists")
+    mu, sigma, _, n = _stats_of(path, device, batch_size)
     tmp = f"{npz}.tmp{os.getpid()}"
     with open(tmp, "wb") as fh:  # a file object: savez appends nothing to the name
-        np.savez_compressed(fh, mu=mu, sigma=sigma)
+        # pytorch-fid reads mu and sigma only; n (the image count) lets `bench fid` print FID@N.
+        np.savez_compressed(fh, mu=mu, sigma=sigma, **({} if n is None else {"n": np.int64(n)}))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, npz)

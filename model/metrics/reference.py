@@ -17,10 +17,12 @@ import zipfile
 import numpy as np
 import torch
 
-from model.metrics.fid import feature_stats
+from model.errors import DataError
+from model.metrics.fid import MIN_IMAGES, feature_stats
 from model.metrics.inception import extract_features
 
-FORMAT = "pool3-2048/pytorch-fid-inception-2015-12-05/v1"
+# v2: images decoded by model/data/decode.py (16-bit / float scaled from their own range, not clipped).
+FORMAT = "pool3-2048/pytorch-fid-inception-2015-12-05/v2"
 
 
 def cache_key(key: dict, images_shape: tuple[int, ...]) -> str:
@@ -61,11 +63,15 @@ def reference_stats(images_uint8: np.ndarray, key: dict, cache_dir: str | os.Pat
                     device: str | torch.device = "cpu", batch_size: int = 50) -> dict[str, np.ndarray]:
     """``{"mu": [2048], "sigma": [2048, 2048], "features": [N, 2048]}`` of uint8 NHWC images.
 
-    Loaded from ``cache_dir`` when present for this key and image shape, else computed and saved.
+    Loaded from ``cache_dir`` when present for this key and image shape, else computed and saved. Raises
+    DataError for fewer than 2 images (no covariance), ValueError for arrays of another type or shape.
     """
     images_uint8 = np.asarray(images_uint8)
-    if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4 or len(images_uint8) < 2:
-        raise ValueError(f"expected >= 2 uint8 NHWC images, got {images_uint8.dtype} {images_uint8.shape}")
+    if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4:
+        raise ValueError(f"expected uint8 NHWC images, got {images_uint8.dtype} {images_uint8.shape}")
+    if len(images_uint8) < MIN_IMAGES:
+        raise DataError(f"reference statistics need at least {MIN_IMAGES} images, got {len(images_uint8)} "
+                        f"(key {key}); evaluate on more samples")
     expected = cache_key(key, images_uint8.shape)
     path = cache_path(key, images_uint8.shape, cache_dir)
     if os.path.exists(path) and (cached := _load(path, expected)) is not None:
