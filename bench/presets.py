@@ -37,8 +37,12 @@ SCALES: dict[str, dict] = {
         "model.head_channels": 32,
         "model.norm_groups": 32,
         "train.batch_size": 16,
-        "train.lr": 2e-4,
-        "train.warmup_images": 1000,
+        # Measured with ablations/cpu_budget.yaml and ablations/prediction.yaml (results/reference/): with the
+        # paper's eps target and lr 2e-4 no model beats its task's trivial baseline at this budget.
+        "diffusion.prediction": "v",
+        "train.lr": 1e-3,
+        "train.warmup_images": 480,
+        "train.hflip": True,
         "eval.n_samples": 100,
         "eval.steps": 20,
         "eval.batch_size": 50,
@@ -63,6 +67,8 @@ SCALES: dict[str, dict] = {
 
 DEFAULT_SCALE = "cpu"
 
-# Epoch counts in the study files are written for the `cpu` scale; `paper` multiplies them (and the evaluation
-# interval) so the batch-learning baselines train the study's 200 epochs (40 x 5) and transfers ~15-75.
-EPOCH_MULTIPLIER: dict[str, int] = {"smoke": 1, "cpu": 1, "paper": 5}
+# Epoch counts in the study files are written for the `cpu` scale, where a run sees about 12k images (160 epochs
+# of the 78 training faces: what the cpu preset needs to beat the trivial baselines, ablations/cpu_budget.yaml);
+# `paper` multiplies them (and the evaluation interval) by 1.25, so the batch-learning baselines train the
+# study's 200 epochs. Products are rounded to whole epochs.
+EPOCH_MULTIPLIER: dict[str, float] = {"smoke": 1, "cpu": 1, "paper": 1.25}

@@ -84,6 +84,9 @@ class DiffusionConfig(_Strict):
     # alpha_bar_T equals that of the same schedule with `match_terminal` steps.
     match_terminal: int | None = Field(None, ge=1)
     loss: Literal["l1", "l2"] = "l2"
+    # What the network is trained to output (model/prediction.py): eps is Palette's and the paper's; x0 and v
+    # learn far faster at small budgets (shared/FACTS.md, ablations/prediction.yaml).
+    prediction: Literal["eps", "v", "x0"] = "eps"
 
     @model_validator(mode="after")
     def _check(self):
@@ -113,6 +116,9 @@ class TrainConfig(_Strict):
     checkpoint_every_steps: int | None = Field(None, ge=1)  # mid-epoch checkpoints (plus every epoch end)
     keep_checkpoints: int = Field(2, ge=1)
     grad_clip: float | None = Field(1.0, gt=0.0)
+    # Random horizontal flips of each training pair (target and condition alike), as edm and guided-diffusion
+    # do: twice the distinct images for a small data set. Drawn from the trainer's generator (resumable).
+    hflip: bool = False
     compile: bool = False  # torch.compile the network
 
     @property

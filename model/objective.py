@@ -3,6 +3,8 @@
 One training step: draw a noise level gamma, noise the target image, ask the network for the noise.
     y_noisy = sqrt(gamma) * y0 + sqrt(1 - gamma) * eps                          (eq. 1)
     loss    = E || f(x, y_noisy, gamma) - eps ||_p^p,   p in {1, 2}             (eq. 2)
+With `prediction` = "x0" or "v" the network is regressed onto y0 or v instead of eps (model/prediction.py);
+eq. 1 and the gamma draw are unchanged.
 All randomness comes from one torch.Generator, so a run is reproducible and resumable exactly.
 """
 
@@ -13,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from model.prediction import Prediction, training_target
 from model.schedule import NoiseSchedule
 
 
@@ -39,9 +42,11 @@ def palette_loss(
     schedule: NoiseSchedule,
     generator: torch.Generator,
     kind: Literal["l1", "l2"] = "l2",
+    prediction: Prediction = "eps",
 ) -> torch.Tensor:
-    """Mean |eps_hat - eps|^p over the unknown pixels (mask == 1) of a batch; a scalar.
+    """Mean |f(x, y_noisy, gamma) - target|^p over the unknown pixels (mask == 1) of a batch; a scalar.
 
+    target is eps (Palette), y0 or v, as `prediction` says (model/prediction.py).
     y0, cond: [B, 3, H, W] in [-1, 1]; mask: [B, 1, H, W], 1 = to generate (all ones for colorization).
     The known region enters the network clean, as at sampling time, and does not count in the loss.
     """
@@ -52,8 +57,8 @@ def palette_loss(
     eps = torch.randn(y0.shape, generator=generator, device=generator.device, dtype=y0.dtype).to(y0.device)
     g = gamma.view(-1, 1, 1, 1)
     y_noisy = g.sqrt() * y0 + (1 - g).sqrt() * eps  # eq. 1
-    eps_hat = net(torch.cat([cond, y_noisy * mask + y0 * (1 - mask)], dim=1), gamma)
-    err = eps_hat.float() - eps
+    output = net(torch.cat([cond, y_noisy * mask + y0 * (1 - mask)], dim=1), gamma)
+    err = output.float() - training_target(prediction, y0, eps, g)
     err = err.abs() if kind == "l1" else err.square()
     # Multiply, not index: a mask of 0 removes a pixel from the loss and from the gradient exactly.
     return (err * mask).sum() / (mask.sum() * err.shape[1]).clamp(min=1)

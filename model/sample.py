@@ -49,9 +49,9 @@ def sample(
     intermediates = [y.clone()] if return_intermediates else []
     for i, (gamma_t, gamma_prev) in enumerate(pairs):
         gamma = torch.full((y.shape[0],), gamma_t, device=y.device, dtype=torch.float32)
-        eps_hat = net(torch.cat([cond, y], dim=1), gamma).float()
+        output = net(torch.cat([cond, y], dim=1), gamma).float()  # eps, x0 or v: the sampler converts it
         noise = randn_per_sample(out_shape, generators, y.device)
-        y = paste(sampler.step(eps_hat, y, gamma_t, gamma_prev, noise))
+        y = paste(sampler.step(output, y, gamma_t, gamma_prev, noise))
         if return_intermediates and ((i + 1) % every == 0 or i + 1 == len(pairs)):
             intermediates.append(y.clone())
     y = paste(y.clamp(-1.0, 1.0))

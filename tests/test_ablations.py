@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.presets import EPOCH_MULTIPLIER
 from bench.study import load_study
 from model.errors import ConfigError
 
@@ -30,8 +31,10 @@ def test_study_validates_at_every_scale(path):
     study = load_study(path, "paper", {"data.path": "/data/images"})
     assert all(r.config.data.image_size == 256 for t in study.trials for r in t.run.chain())
     cpu = load_study(path, "cpu")
-    for a, b in zip(cpu.trials, study.trials, strict=True):  # the cpu epoch counts, times 5
-        assert b.run.config.train.total_epochs == 5 * a.run.config.train.total_epochs
+    for a, b in zip(cpu.trials, study.trials, strict=True):  # the cpu epoch counts, times 1.25, rounded
+        ta, tb = a.run.config.train, b.run.config.train
+        assert tb.epochs_per_subset == max(1, round(EPOCH_MULTIPLIER["paper"] * ta.epochs_per_subset))
+        assert tb.total_epochs == pytest.approx(EPOCH_MULTIPLIER["paper"] * ta.total_epochs, abs=ta.subsets)
 
 
 @pytest.mark.slow

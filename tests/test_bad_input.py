@@ -147,6 +147,8 @@ CASES = [
     ("missing-checkpoint", lambda tmp: with_transfer(tmp, tmp / "gone.pt"), [], r"gone\.pt: checkpoint not found"),
     ("other-architecture", lambda tmp: with_transfer(tmp, write_checkpoint(tmp / "wide.pt", model__base_channels=16)),
      [], r"wide\.pt: transfer source has another architecture \(model\.base_channels: 16 != 8\)"),
+    ("other-prediction", lambda tmp: with_transfer(tmp, write_checkpoint(tmp / "x0.pt", diffusion__prediction="x0")),
+     [], r"x0\.pt: transfer source predicts 'x0', this run diffusion\.prediction='eps'.*refused"),
     ("not-a-checkpoint", lambda tmp: with_transfer(tmp, _write(tmp / "notes.pt", b"hello")), [],
      r"notes\.pt: not a readable checkpoint"),
     ("foreign-checkpoint", lambda tmp: with_transfer(tmp, _torch_save(tmp / "foreign.pt", {"w": torch.ones(2)})), [],

@@ -127,12 +127,13 @@ def test_paper_scale_multiplies_the_files_epochs_but_not_the_users_own(tmp_path)
         scales: {paper: {a.eval.every_epochs: 7}}
     """
     plain = {t.run.stage: t.run.config for t in _study(tmp_path, text, "paper").trials}
-    assert plain["a"].train.epochs_per_subset == 4 * 5 and plain["b"].train.epochs == 3 * 5  # cpu-scale counts
-    assert plain["a"].eval.every_epochs == 7 and plain["b"].eval.every_epochs == 2 * 5  # scales.paper as written
+    # cpu-scale counts x 1.25, rounded to whole epochs
+    assert plain["a"].train.epochs_per_subset == 5 and plain["b"].train.epochs == 4
+    assert plain["a"].eval.every_epochs == 7 and plain["b"].eval.every_epochs == 2  # scales.paper as written
     sets = {"train.epochs": 2, "b.train.epochs_per_subset": 1}
     told = {t.run.stage: t.run.config for t in _study(tmp_path, text, "paper", overrides=sets).trials}
     assert told["a"].train.epochs == 2 and told["b"].train.epochs == 2  # --set as written
-    assert told["a"].train.epochs_per_subset == 4 * 5 and told["b"].train.epochs_per_subset == 1
+    assert told["a"].train.epochs_per_subset == 5 and told["b"].train.epochs_per_subset == 1
 
 
 def test_seeds_from_the_command_line_replace_the_files(tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from model.errors import ConfigError
+from model.prediction import Prediction, to_x0_eps
 from model.schedule import NoiseSchedule
 
 
@@ -17,6 +18,7 @@ class DDIMSampler:
     schedule: NoiseSchedule
     steps: int = 50
     eta: float = 0.0
+    prediction: Prediction = "eps"  # what the network outputs (model/prediction.py)
 
     def __post_init__(self):
         if not 1 <= self.steps <= self.schedule.timesteps:
@@ -36,9 +38,9 @@ class DDIMSampler:
         return [(g[a], g[b]) for a, b in itertools.pairwise(ts)]
 
     def step(
-        self, eps_hat: torch.Tensor, y_t: torch.Tensor, gamma_t: float, gamma_prev: float, noise: torch.Tensor
+        self, output: torch.Tensor, y_t: torch.Tensor, gamma_t: float, gamma_prev: float, noise: torch.Tensor
     ) -> torch.Tensor:
-        y0_hat = ((y_t - math.sqrt(1.0 - gamma_t) * eps_hat) / math.sqrt(gamma_t)).clamp(-1.0, 1.0)
+        y0_hat = to_x0_eps(self.prediction, output, y_t, gamma_t)[0].clamp(-1.0, 1.0)
         # The noise direction consistent with the clipped y0_hat (as guided-diffusion does).
         eps = (y_t - math.sqrt(gamma_t) * y0_hat) / math.sqrt(1.0 - gamma_t)
         sigma = self.eta * math.sqrt((1.0 - gamma_prev) / (1.0 - gamma_t) * (1.0 - gamma_t / gamma_prev))
