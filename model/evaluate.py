@@ -61,7 +61,8 @@ class Evaluator:
         data = load_split(cfg.data, split)
         self.targets = data.images[np.arange(self.n) % len(data.images)]
         self.task = make_task(cfg.task)
-        self.sampler = make_sampler(self.sampler_name, schedule_from_config(cfg.diffusion), self.steps, ec.eta)
+        self.sampler = make_sampler(self.sampler_name, schedule_from_config(cfg.diffusion), self.steps, ec.eta,
+                                    cfg.diffusion.prediction)
         self.ref_key = {"source": cfg.data.source, "path": cfg.data.path, "split": split, "size": cfg.data.image_size,
                         "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
                         "synthetic_count": cfg.data.synthetic_count, "test_fraction": cfg.data.test_fraction}
@@ -122,7 +123,7 @@ class Evaluator:
 
     def time_ddpm(self, net: torch.nn.Module, n: int) -> float:
         """Seconds per image of ancestral sampling over all T steps of the training schedule."""
-        ddpm = make_sampler("ddpm", self.sampler.schedule)
+        ddpm = make_sampler("ddpm", self.sampler.schedule, prediction=self.cfg.diffusion.prediction)
         y0 = torch.from_numpy(self.targets[:n]).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         cond, mask = self.task.make(y0, [torch.Generator().manual_seed(self.seed + i) for i in range(n)])
         gens = [torch.Generator(self.device).manual_seed(self.seed + NOISE_STREAM + i) for i in range(n)]

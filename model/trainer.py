@@ -74,13 +74,19 @@ def write_json(path: Path, obj) -> None:
 
 
 def check_architecture(ckpt: dict, path: Path, cfg: RunConfig) -> None:
-    """A transfer source must have this run's architecture (dropout may differ: the paper raises it)."""
-    source = json.loads(ckpt["config"])["model"]
+    """A transfer source must have this run's architecture (dropout may differ: the paper raises it) and
+    prediction target (the same weights read as eps or as x0 mean different images)."""
+    source_cfg = json.loads(ckpt["config"])
+    source = source_cfg["model"]
     ignore = {"dropout", "channels_last"}
     diff = [f"model.{k}: {source.get(k)!r} != {v!r}"
             for k, v in cfg.model.model_dump(exclude=ignore).items() if source.get(k) != v]
     if diff:
         raise CheckpointError(f"{path}: transfer source has another architecture ({'; '.join(diff)})")
+    theirs = source_cfg.get("diffusion", {}).get("prediction", "eps")  # checkpoints before the key: eps
+    if theirs != cfg.diffusion.prediction:
+        raise CheckpointError(f"{path}: transfer source predicts {theirs!r}, this run diffusion.prediction="
+                              f"{cfg.diffusion.prediction!r}; transfer between prediction targets is refused")
 
 
 def load_transfer_weights(path: Path, net: torch.nn.Module, ema, cfg: RunConfig) -> None:
@@ -221,11 +227,15 @@ def train(
         for b in range(progress["step_in_epoch"], len(batch_list)):
             t0 = time.perf_counter()
             y0 = images_to_tensor(images[torch.from_numpy(batch_list[b])], device)
+            if tc.hflip:
+                flip = torch.rand(len(y0), generator=generator, device=generator.device).to(y0.device) < 0.5
+                y0 = torch.where(flip.view(-1, 1, 1, 1), y0.flip(-1), y0)
             if net.channels_last:
                 y0 = y0.contiguous(memory_format=torch.channels_last)
             cond, mask = task.make(y0, [generator] * len(y0))
             with autocast_context(device):
-                loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss))
+                loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss,
+                                                   cfg.diffusion.prediction))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip is not None:
