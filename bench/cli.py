@@ -1,6 +1,8 @@
 """The `bench` command: run ablation studies, train one config, evaluate, FID, status, reports, perf.
 
-Bad input (a malformed study, a missing folder, a damaged checkpoint) prints one line and exits 2.
+Exit status: 0 success; 1 `bench run` (or `bench status --check`) found a failed trial (recorded, report
+written, the last line says how many and where); 2 bad input (a malformed study, a missing folder, a damaged
+checkpoint: one line); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -83,15 +85,37 @@ def cmd_run(args) -> int:
 
         path = write_report(args.results / study.name, formats=("md", "csv"))
         console.print(f"report: {path}")
-    return 0
+    return _failed_line(rows, args.results / study.name, f"{args.file} --retry-failed")
+
+
+def _failed_line(rows: list[dict], study_dir: Path, retry: str) -> int:
+    """Exit status 1 and a last line naming the failed trials and where their reasons are, or 0."""
+    failed = [r for r in rows if r["state"] == "failed"]
+    if not failed:
+        return 0
+    names = ", ".join(f"{r['label']} seed {r['seed']}" for r in failed[:3]) + (", ..." if len(failed) > 3 else "")
+    print(f"{len(failed)} of {len(rows)} trials failed ({names}): reasons in {study_dir / 'trials.csv'} "
+          f"(column reason) and {study_dir / 'trials'}/<trial>/traceback.txt; `bench run {retry}` runs them again",
+          flush=True)
+    return 1
 
 
 def cmd_status(args) -> int:
     from .progress import print_table
     from .runner import study_status
     study = _load_study(args)
-    print_table(f"study {study.name} ({study.scale})", study_status(study, args.results),
-                ["trial", "label", "seed", "stage", "state"])
+    rows = study_status(study, args.results)
+    print_table(f"study {study.name} ({study.scale})", rows, ["trial", "label", "seed", "stage", "state"])
+    if not args.check:
+        return 0
+    if (code := _failed_line(rows, args.results / study.name, f"{args.file} --retry-failed")) != 0:
+        return code
+    unfinished = [r for r in rows if r["state"] != "complete"]
+    if unfinished:
+        states = ", ".join(sorted({r["state"] for r in unfinished}))
+        print(f"{len(unfinished)} of {len(rows)} trials not finished ({states}): `bench run {args.file}` runs them",
+              flush=True)
+        return 1
     return 0
 
 
@@ -100,6 +124,7 @@ def cmd_list(args) -> int:
 
     from .progress import print_table
     from .runner import make_storage
+    from .search_space import is_old_format
 
     storage = args.storage or _storage_default(args.results)
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
@@ -107,8 +132,10 @@ def cmd_list(args) -> int:
         return 0
     rows = []
     for s in optuna.get_all_study_summaries(storage=make_storage(storage)):
+        old = is_old_format(s)  # written before one parameter per axis: still readable, no longer written
         rows.append({"study": s.study_name, "trials": s.n_trials, "scale": s.user_attrs.get("scale", ""),
-                     "best": s.best_trial.value if s.best_trial else ""})
+                     "best": s.best_trial.value if s.best_trial else "",
+                     "format": "old: one `point` parameter (bench run writes <study>/<stage>)" if old else ""})
     print_table(f"studies in {storage}", rows)
     return 0
 
@@ -206,19 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sp, scale=True):
+    def common(sp, scale=True, seeds=True):
         sp.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
         sp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
         if scale:
             sp.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
                             help=f"size preset (default: {DEFAULT_SCALE})")
-            sp.add_argument("--seeds", metavar="S,S,...",
-                            help="run these seeds instead of the study file's, e.g. --seeds 0,1,2 (error bars)")
+            if seeds:
+                sp.add_argument("--seeds", metavar="S,S,...",
+                                help="run these seeds instead of the study file's, e.g. --seeds 0,1,2 (error bars)")
             sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                             help="override a config key after the study file, e.g. --set data.path=/data/celeba "
                                  "(prefix a stage name to scope it: --set land_color.data.path=...)")
 
-    sp = sub.add_parser("run", help="run (or resume) an ablation study: every sweep point x seed")
+    sp = sub.add_parser("run", help="run (or resume) an ablation study: every sweep point x seed",
+                        epilog="exit status: 0 no trial failed (finished, or left for the next call by --trials, "
+                               "--session-budget or other workers); 1 a trial of the study failed (recorded, "
+                               "report written; the last line says how many and where); 2 bad input")
     sp.add_argument("file", help="study file, e.g. ablations/timesteps.yaml")
     common(sp)
     sp.add_argument("--storage", help="Optuna storage: a database URL (default: sqlite:///<results>/bench.db) "
@@ -233,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("status", help="trials of a study and their states")
     sp.add_argument("file")
     common(sp)
+    sp.add_argument("--check", action="store_true",
+                    help="exit status 0 only when every trial completed, else 1 (the last line says which failed "
+                         "or are not finished); 2 bad input")
     sp.set_defaults(func=cmd_status)
 
     sp = sub.add_parser("list", help="studies in the Optuna storage")
@@ -242,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train one config (YAML of data/task/model/diffusion/train/eval keys)")
     sp.add_argument("config")
-    common(sp)
+    common(sp, seeds=False)  # one run: its seed is train.seed (--set train.seed=1)
     sp.add_argument("--run-dir", type=Path, help="run folder (default: <results>/train/<config name>)")
     sp.add_argument("--init-from", type=Path, help="start from another run's checkpoint (transfer)")
     sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.checkpoint import atomic_write_bytes, remove_stale_temporaries
+from model.atomicio import atomic_write_bytes, remove_stale_temporaries
+from model.errors import ConfigError
 
 from .locks import file_lock
 
@@ -132,3 +133,12 @@ def rebuild(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         _write_csv(study_dir / "records.csv", records)
         _write_csv(study_dir / "trials.csv", table)
     return records, table
+
+
+def published_copy(study_dir: Path) -> None:
+    """Refuse, in one line, a study folder that holds only published tables (results/reference/*): the report
+    is rebuilt from the trial files `bench run` writes, which such a copy leaves out."""
+    if (study_dir / "trials.csv").exists() and not (study_dir / "trials").is_dir():
+        raise ConfigError(f"{study_dir}: a published copy (trials.csv and report.md, no trials/ folder): its "
+                          f"report.md is final; `bench run` the study into a results folder of your own to get one "
+                          f"that `bench report` and `bench status` can read")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from model.checkpoint import atomic_write_bytes
+from model.atomicio import atomic_write_bytes
 
 from . import figures, records, tables
 from .findings import findings
@@ -30,6 +30,7 @@ REPORT_DIR = "report"
 def write_report(study_dir: Path, formats=("md", "csv")) -> Path:
     """Write report.md (plus report/*.csv when 'csv' in formats, report.html when 'html'); return its path."""
     study_dir = Path(study_dir)
+    records.published_copy(study_dir)
     data = tables.load(study_dir)
     out = study_dir / REPORT_DIR
     if out.exists():
@@ -236,44 +237,14 @@ def _qualitative(data: StudyData, out: Path) -> str:
     return "\n\n".join(text)
 
 
-# ---------------------------------------------------------------- markdown -> HTML (headers, tables, images)
-def _inline(s: str) -> str:
-    s = html.escape(s, quote=False)
-    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-    s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', s)
-    s = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', s)
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-
-
+# ---------------------------------------------------------------- markdown -> HTML
 def md_to_html(text: str, title: str) -> str:
-    """The small markdown subset report.md uses: headers, tables, lists, code blocks, images and links."""
-    lines, body, i = text.splitlines(), [], 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("```"):
-            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), len(lines))
-            body.append("<pre><code>" + html.escape("\n".join(lines[i + 1:end])) + "</code></pre>")
-            i = end + 1
-            continue
-        block = []
-        while i < len(lines) and lines[i].startswith(("|", "- ")) and lines[i][0] == line[0]:
-            block.append(lines[i])
-            i += 1
-        if line.startswith("|"):
-            cells = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]]
-                     for r in block if not re.fullmatch(r"\|(-+\|)+", r.strip())]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif line.startswith("- "):
-            body.append("<ul>" + "".join(f"<li>{_inline(b[2:])}</li>" for b in block) + "</ul>")
-        else:
-            i += 1
-            if h := re.match(r"(#{1,6}) (.*)", line):
-                body.append(f"<h{len(h.group(1))}>{_inline(h.group(2))}</h{len(h.group(1))}>")
-            elif line.strip():
-                body.append(f"<p>{_inline(line)}</p>")
+    """report.md as one HTML page: CommonMark plus tables (GitHub's pipe tables), by markdown-it-py; raw HTML in
+    the text is escaped, not passed through."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "th,td{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}")
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n{body}</body></html>\n")

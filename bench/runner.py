@@ -22,18 +22,17 @@ from pathlib import Path
 
 import optuna
 import torch
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from model.checkpoint import remove_stale_temporaries
+from model.atomicio import remove_stale_temporaries, write_json
 from model.device import resolve_device
 from model.errors import BenchError, ConfigError
 from model.evaluate import Evaluator
 from model.faults import fault
 from model.schedule import schedule_from_config
-from model.trainer import Budget, train, write_json
+from model.trainer import Budget, train
 
-from . import records
+from . import gate, records, search_space
 from .locks import file_lock, is_locked
 from .study import SCRATCH, StageRun, Study, Trial
 
@@ -87,39 +86,45 @@ def make_storage(url: str):
         raise ConfigError(f"--storage {url!r}: cannot open ({type(e).__name__}: {first[:200]})") from None
 
 
-def open_study(study: Study, storage) -> optuna.Study:
-    """Create or load the study in `storage` (a URL or journal path, see make_storage, or a storage object)."""
+def open_study(study: Study, storage, stage: str) -> optuna.Study:
+    """Create or load the Optuna study of one stage, `<study>/<stage>` (why per stage: bench/search_space.py),
+    in `storage` (a URL or journal path, see make_storage, or a storage object)."""
     if isinstance(storage, str):
         storage = make_storage(storage)
-    labels = sorted({t.label for t in study.trials})
-    seeds = sorted({t.seed for t in study.trials})
-    # The grid is declared to Optuna (dashboard, `bench tune`); trials are claimed through file locks,
-    # because GridSampler may hand the same point to two workers running at once.
-    sampler = optuna.samplers.GridSampler({"point": labels, "seed": seeds}, seed=0)
-    ostudy = optuna.create_study(study_name=study.name, storage=storage, load_if_exists=True,
-                                 direction="minimize", sampler=sampler)
+    trials = search_space.trials_by_stage(study)[stage]
+    space = search_space.search_space(trials)
+    # The grid is declared to Optuna; trials are claimed through file locks, because GridSampler may hand
+    # the same point to two workers running at once.
+    sampler = optuna.samplers.GridSampler(search_space.grid(space, trials), seed=0)
+    ostudy = optuna.create_study(study_name=search_space.optuna_study_name(study.name, stage), storage=storage,
+                                 load_if_exists=True, direction="minimize", sampler=sampler)
+    ostudy.set_user_attr("study", study.name)
+    ostudy.set_user_attr("stage", stage)
     ostudy.set_user_attr("study_file", str(study.path))
     ostudy.set_user_attr("scale", study.scale)
     ostudy.set_user_attr("axes", study.axes)
-    ostudy.set_user_attr("n_trials", len(study.trials))
+    ostudy.set_user_attr("n_trials", len(trials))
     ostudy.set_user_attr("quality_metric", study.spec.quality_metric)
     return ostudy
 
 
+def _template(study: Study, trial: Trial, state: TrialState, **fields) -> optuna.trial.FrozenTrial:
+    """A trial of the stage's Optuna study with the trial's point as parameters, one per axis."""
+    space = search_space.search_space(search_space.trials_by_stage(study)[trial.run.stage])
+    params = search_space.params(trial, space)
+    user_attrs = {"key": trial.key, "label": trial.label, "stage": trial.run.stage,
+                  "transfer_source": trial.run.transfer_source, **fields.pop("user_attrs", {})}
+    # its parameters are given (as enqueue_trial does): GridSampler must not assign it another grid point
+    # (nor warn "re-evaluating a configuration" when a resumed trial replaces an interrupted one)
+    return optuna.trial.create_trial(state=state, params=params, distributions=space, user_attrs=user_attrs,
+                                     system_attrs={"fixed_params": params}, **fields)
+
+
 def _new_optuna_trial(ostudy: optuna.Study, study: Study, trial: Trial) -> optuna.Trial:
-    labels = sorted({t.label for t in study.trials})
-    seeds = sorted({t.seed for t in study.trials})
     for old in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if old.user_attrs.get("key") == trial.key:  # its worker died (we hold the trial's lock now)
             _interrupted(ostudy, old._trial_id)
-    template = optuna.trial.create_trial(
-        state=TrialState.RUNNING, params={"point": trial.label, "seed": trial.seed},
-        distributions={"point": CategoricalDistribution(labels), "seed": CategoricalDistribution(seeds)},
-        user_attrs={"key": trial.key, "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
-                    **{f"param:{k}": v for k, v in trial.point.items()}},
-        # its parameters are given (as enqueue_trial does): GridSampler must not assign it another grid point
-        # (nor warn "re-evaluating a configuration" when a resumed trial replaces an interrupted one)
-        system_attrs={"fixed_params": {"point": trial.label, "seed": trial.seed}})
+    template = _template(study, trial, TrialState.RUNNING)
     return optuna.Trial(ostudy, ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template))
 
 
@@ -130,22 +135,49 @@ def _interrupted(ostudy: optuna.Study, trial_id: int, why: str = "") -> None:
 
 
 def _settle(ostudy: optuna.Study, study: Study, trial: Trial, study_dir: Path) -> None:
-    """A finished trial (trial.json written) whose worker died before telling Optuna: tell it now.
+    """A finished trial (trial.json written) whose worker died before telling Optuna: tell it now. A finished
+    trial this Optuna study has never seen (results from before per-stage studies, or another --storage) is
+    added from its files, so the dashboard shows the whole grid.
 
     Called with the trial's lock held, so no live worker owns its RUNNING Optuna trials."""
     info = records.read_json(study_dir / "trials" / trial.key / "trial.json")
-    for old in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if old.user_attrs.get("key") != trial.key:
+    mine = [t for t in ostudy.get_trials(deepcopy=False) if t.user_attrs.get("key") == trial.key]
+    told = any(t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and not
+                                                  t.user_attrs.get("fail_reason", "").startswith("interrupted"))
+               for t in mine)
+    for old in mine:
+        if old.state != TrialState.RUNNING:
             continue
-        if old.number != info.get("optuna_trial"):
+        if old.number != info.get("optuna_trial") or info.get("optuna_study", ostudy.study_name) != ostudy.study_name:
             _interrupted(ostudy, old._trial_id)
         elif info["state"] == "complete":
             value = float(_final_metrics(study_dir, trial.run).get(study.spec.quality_metric, float("nan")))
             ostudy._storage.set_trial_state_values(old._trial_id, TrialState.COMPLETE,
                                                    None if value != value else [value])
+            told = True
         else:
             ostudy._storage.set_trial_user_attr(old._trial_id, "fail_reason", info.get("reason", ""))
             ostudy._storage.set_trial_state_values(old._trial_id, TrialState.FAIL)
+            told = True
+    if not told:
+        _backfill(ostudy, study, trial, study_dir, info)
+
+
+def _backfill(ostudy: optuna.Study, study: Study, trial: Trial, study_dir: Path, info: dict) -> None:
+    """Add a finished trial to the stage's Optuna study from its trial.json and history.json."""
+    if info["state"] != "complete":
+        template = _template(study, trial, TrialState.RUNNING, user_attrs={"fail_reason": info.get("reason", "")})
+        trial_id = ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template)
+        ostudy._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return
+    history = records.read_json(study_dir / "runs" / trial.run.key / "history.json")
+    final = _final_metrics(study_dir, trial.run)
+    quality = study.spec.quality_metric
+    steps = {r["epoch"]: float(r["metrics"][quality]) for r in history if quality in r.get("metrics", {})}
+    template = _template(study, trial, TrialState.RUNNING, intermediate_values=steps,
+                         user_attrs=_attr_values(history, final, info.get("num_parameters") or 0))
+    otrial = optuna.Trial(ostudy, ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template))
+    _finish(ostudy, otrial, TrialState.COMPLETE, float(final.get(quality, float("nan"))))
 
 
 def _final_metrics(study_dir: Path, run: StageRun) -> dict:
@@ -193,6 +225,7 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
             "point": trial.point,
             "stage": trial.run.stage, "transfer_source": trial.run.transfer_source,
             "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
+            "optuna_study": ostudy.study_name,
             "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}
                       for r in trial.run.chain()], **_schedule_facts(trial.run), **_device_facts(device)}
     try:
@@ -208,6 +241,9 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
         final = _final_metrics(study_dir, trial.run)
         info.update(state="complete", num_parameters=done["num_parameters"])
         _attrs(otrial, history, final, done["num_parameters"])
+        trivial = gate.run_trivial(study_dir / "runs" / trial.run.key, device)  # before trial.json: a copy keeps it
+        for k, v in gate.gate(trivial, final, quality).items():  # learned: beats the best trivial baseline
+            otrial.set_user_attr(k, v)
         write_json(trial_dir / "trial.json", info)  # the trial's done marker, written last
         fault("trial-finish")
         _finish(ostudy, otrial, TrialState.COMPLETE, float(final.get(quality, float("nan"))))
@@ -253,12 +289,15 @@ def _finish(ostudy: optuna.Study, otrial: optuna.Trial, state: TrialState, value
     ostudy._storage.set_trial_state_values(otrial._trial_id, state, values)
 
 
-def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameters: int) -> None:
+def _attr_values(history: list[dict], final: dict, num_parameters: int) -> dict:
     secs = [r["epoch_seconds"] for r in history]
-    attrs = {"time_per_epoch_min": sum(secs) / len(secs) / 60, "total_hours": history[-1]["train_seconds"] / 3600,
-             "images_seen": history[-1]["images_seen"], "num_parameters": num_parameters,
-             "epochs": history[-1]["epoch"], **{f"final:{k}": v for k, v in final.items()}}
-    for k, v in attrs.items():
+    return {"time_per_epoch_min": sum(secs) / len(secs) / 60, "total_hours": history[-1]["train_seconds"] / 3600,
+            "images_seen": history[-1]["images_seen"], "num_parameters": num_parameters,
+            "epochs": history[-1]["epoch"], **{f"final:{k}": v for k, v in final.items()}}
+
+
+def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameters: int) -> None:
+    for k, v in _attr_values(history, final, num_parameters).items():
         otrial.set_user_attr(k, v)
 
 
@@ -272,7 +311,8 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
                                           "description": study.spec.description, "trials": len(study.trials),
                                           "overrides": study.overrides, "seeds": study.spec.seeds,
                                           "seeds_override": study.seeds_override})
-    ostudy = open_study(study, storage)
+    storage = make_storage(storage) if isinstance(storage, str) else storage
+    ostudies = {stage: open_study(study, storage, stage) for stage in search_space.trials_by_stage(study)}
     summary = RunSummary()
     budget = budget or Budget()
     started = time.perf_counter()
@@ -286,7 +326,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
         with file_lock(trial_dir / ".lock", blocking=False) as claimed:
             finished = claimed and _finished(trial_dir, retry_failed)
             if finished:
-                _settle(ostudy, study, trial, study_dir)
+                _settle(ostudies[trial.run.stage], study, trial, study_dir)
             if not claimed or finished:
                 summary.skipped += 1
                 if progress:
@@ -295,7 +335,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
             if progress:
                 progress.trial_started(trial)
             remove_stale_temporaries(trial_dir)
-            state = run_trial(study, ostudy, trial, study_dir, device, budget,
+            state = run_trial(study, ostudies[trial.run.stage], trial, study_dir, device, budget,
                               on_step=progress.step if progress else None)
             records.rebuild(study_dir)
             if progress:
@@ -321,6 +361,7 @@ def _finished(trial_dir: Path, retry_failed: bool) -> bool:
 
 def study_status(study: Study, results_root: Path) -> list[dict]:
     """One row per trial: finished (complete / failed), running (locked by a live worker) or pending."""
+    records.published_copy(Path(results_root) / study.name)  # results/reference/*: tables only, no trial states
     rows = []
     for t in study.trials:
         trial_dir = Path(results_root) / study.name / "trials" / t.key

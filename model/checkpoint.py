@@ -7,7 +7,6 @@ Only tensors and plain Python values go in, so nothing in the file can execute o
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
@@ -17,65 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomicio import atomic_write_bytes, remove_stale_temporaries  # noqa: F401 (re-exported)
 from .errors import CheckpointError
-from .faults import fault
 
 FORMAT = "palette-bench-checkpoint/1"
 _NAME = re.compile(r"^ckpt-(\d{10})\.pt$")
 _REQUIRED = ("format", "config", "net", "ema", "optimizer", "scheduler", "rng", "progress", "history")
-
-
-def atomic_write_bytes(path: Path, write, fault_site: str | None = None) -> None:
-    """Call `write(file)` on a temporary file, fsync it, then rename it over `path` (all or nothing).
-
-    `fault_site`: the name under which model.faults may kill the process between the write and the rename.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if fault_site is not None:
-            fault(fault_site, path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power loss
-    finally:
-        os.close(dir_fd)
-
-
-_TMP = re.compile(r"^\..+\.tmp-(\d+)$")
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete the temporary files (`.<name>.tmp-<pid>`) that a killed writer left in `directory`.
-
-    Only files whose writer process is gone are removed, so a live writer's file is never touched.
-    """
-    removed = []
-    directory = Path(directory)
-    if not directory.is_dir():
-        return removed
-    for p in directory.iterdir():
-        m = _TMP.match(p.name)
-        if not m or int(m.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # its writer is alive
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, another user's
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
 
 
 def rng_state(generator: torch.Generator) -> dict:

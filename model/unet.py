@@ -17,7 +17,7 @@ from model.config import UNetConfig
 from model.errors import ConfigError
 
 GAMMA_SCALE = 1000.0  # gamma in [0, 1] is spread over [0, 1000], the range of DDPM step indices
-FUSED_GROUP_NORM = True  # switch for the ablation in bench/perf_train.py; same maths either way
+FUSED_GROUP_NORM = True  # switch for the ablation in bench/perf/train.py; same maths either way
 
 
 def gamma_embedding(gamma: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:

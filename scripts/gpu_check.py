@@ -4,7 +4,7 @@
 The 'paper' preset (bench/presets.py): 256 px, base 64, mults [1, 2, 4, 8], attention at 32, batch 8,
 T = 2000. Sections of the markdown table it prints (and writes to --out):
 
-1. Training step: the trainer's step (bench/perf_train.train_step: palette_loss, backward, grad clip,
+1. Training step: the trainer's step (bench/perf/train.train_step: palette_loss, backward, grad clip,
    foreach Adam, EMA) on a fixed batch, for the defaults the core uses on CUDA without any switch (bf16
    autocast, NCHW, SDPA, cudnn.benchmark off) and each of them changed alone; torch.compile last, with
    --compile. Images/s, ms/step, achieved TFLOP/s against the bf16 matmul peak measured in the same run,
@@ -89,7 +89,7 @@ def variants_of(cfg, device: torch.device) -> list[tuple]:
 
 def step_rows(cfg, device: torch.device, args, peak: float | None, variants: list[tuple]) -> list[dict]:
     """One row per variant, each measured alone (its memory is its own)."""
-    from bench.perf_train import step_flops, train_step
+    from bench.perf.train import step_flops, train_step
     from model.unet import UNet
 
     torch.manual_seed(0)
@@ -132,7 +132,7 @@ def relative_to(rows: list[dict], base: dict) -> list[dict]:
 
 def trainer_row(scale: str, device: torch.device, images: int) -> dict:
     """model.trainer.train for two epochs on synthetic faces; the second epoch's rate (the first warms up)."""
-    from bench.perf_train import preset_config
+    from bench.perf.train import preset_config
     from model.trainer import train
 
     cfg = preset_config(scale, **{"data.source": "synthetic-faces", "data.max_images": images,
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA GPU here (torch.cuda.is_available() is False): nothing to measure.")
         return 0
 
-    from bench.perf_train import preset_config
+    from bench.perf.train import preset_config
     from model.unet import UNet
 
     device = torch.device("cpu" if args.cpu_wiring_check else "cuda")

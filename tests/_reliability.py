@@ -154,10 +154,13 @@ def assert_same_weights(a: dict, b: dict, where: str = "") -> None:
 
 
 def optuna_trials(storage, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    """Every Optuna trial of a bench study: those of its per-stage studies `<study_name>/<stage>`."""
     from bench.runner import make_storage
 
     store = make_storage(storage) if isinstance(storage, str) else storage
-    return optuna.load_study(study_name=study_name, storage=store).get_trials(deepcopy=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store) if s.study_name.startswith(study_name + "/")]
+    assert names, f"no Optuna study {study_name}/<stage>"
+    return [t for name in names for t in optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False)]
 
 
 def assert_exactly_once(trials: list[optuna.trial.FrozenTrial], keys: set[str]) -> None:

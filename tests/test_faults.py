@@ -72,8 +72,10 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
     study_dir = results / "tiny"
     fault("loss:3:nan")  # the first trial's third step (epoch 2, step 1) diverges
     code, out, err = bench(capsys, *run_args(study_file, results))
-    assert code == 0, err
+    assert code == 1, err  # a failed trial: exit status 1, after the records and the report
     assert re.search(r"2 run, 0 skipped, 1 failed", out)
+    assert re.search(r"┘ 1 of 2 trials failed \(.* seed 0\): reasons in \S*/tiny/trials\.csv \(column reason\) and "
+                     r"\S*/tiny/trials/<trial>/traceback\.txt; `bench run \S* --retry-failed` runs them again$", out)
     trials = pd.read_csv(study_dir / "trials.csv")
     assert list(trials["state"]) == ["failed", "complete"]
     reason = trials["reason"][0]
@@ -95,7 +97,8 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
     fault(None)
     before = tables(study_dir)
     code, out, _ = bench(capsys, *run_args(study_file, results))
-    assert code == 0 and re.search(r"0 run, 2 skipped, 0 failed", out)
+    assert code == 1 and re.search(r"0 run, 2 skipped, 0 failed", out)  # the study still holds a failed trial
+    assert re.search(r"┘ 1 of 2 trials failed .* runs them again$", out)  # the last line
     assert tables(study_dir) == before
     assert len(optuna_trials(f"sqlite:///{results}/bench.db", "tiny")) == 2
 
@@ -119,7 +122,8 @@ def test_a_huge_learning_rate_is_a_clear_failure_reason(tmp_path, capsys):
     study_file = tiny_study(tmp_path / "s.yaml")
     results = tmp_path / "R"
     code, out, err = bench(capsys, *run_args(study_file, results, "--set", "train.lr=1.0e30"))
-    assert code == 0, err
+    assert code == 1, err
+    assert re.search(r"┘ 2 of 2 trials failed .* runs them again$", out)
     trials = pd.read_csv(results / "tiny" / "trials.csv")
     assert list(trials["state"]) == ["failed", "failed"]
     assert trials["reason"].str.match(r"TrainingDiverged: loss became (nan|inf|-inf) at epoch 1, step \d").all()

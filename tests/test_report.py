@@ -106,7 +106,7 @@ def test_every_link_is_relative_and_exists(study):
                 assert 48 <= im.width <= 2000 and im.height <= 2000  # small, dpi ~100
     html = (study / "report.html").read_text()
     assert "<table>" in html and "<h2>Findings</h2>" in html
-    sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)
+    sources = re.findall(r'<img src="([^"]+)" alt="[^"]*"', html)  # markdown-it-py's rendering
     assert len(sources) == sum(link.endswith(".png") for link in links)
     assert all((study / s).is_file() for s in sources)
 

@@ -52,12 +52,16 @@ def test_smoke_study_runs_end_to_end_with_expected_records(study_file, tmp_path)
     per_epoch = records.groupby(["trial", "epoch"])["metric"].apply(set)
     assert all({"loss", "epoch_seconds", "kid", "l1", "psnr"} <= m for m in per_epoch)
     assert not records.duplicated(["trial", "stage", "epoch", "metric"]).any()
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results}/bench.db")
+    study = optuna.load_study(study_name="tiny/main", storage=f"sqlite:///{results}/bench.db")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2
     # the quality metric at every evaluation epoch
     assert sorted(len(t.intermediate_values) for t in done) == [2, 4]
     assert all(t.user_attrs["images_seen"] > 0 and "time_per_epoch_min" in t.user_attrs for t in done)
+    # one Optuna parameter per swept axis, under its own name, plus the seed
+    assert sorted(t.params["train.subsets"] for t in done) == [1, 2] and {t.params["seed"] for t in done} == {0}
+    assert done[0].distributions["train.subsets"] == optuna.distributions.IntDistribution(1, 2)
+    assert main(["status", str(study_file), "--scale", "smoke", "--results", str(results), "--check"]) == 0
     assert (results / "tiny" / "trials" / inc["trial"] / "config.json").exists()
 
 
@@ -72,7 +76,7 @@ def test_rerun_skips_finished_trials_and_resumes_the_rest(study_file, tmp_path):
     assert len(trials) == 2
     records = pd.read_csv(results / "tiny" / "records.csv")
     assert not records.duplicated(["trial", "stage", "epoch", "metric"]).any()
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results}/bench.db")
+    study = optuna.load_study(study_name="tiny/main", storage=f"sqlite:///{results}/bench.db")
     assert len(study.trials) == 2
 
 
@@ -86,12 +90,20 @@ def test_session_budget_pauses_and_the_next_call_resumes(study_file, tmp_path):
     assert sorted(trials["epochs"]) == [2, 4]
 
 
-def test_a_failing_trial_does_not_stop_the_study(study_file, tmp_path):
+def test_a_failing_trial_does_not_stop_the_study(study_file, tmp_path, capsys):
     text = textwrap.dedent(STUDY).replace("zip: {train.subsets: [1, 2]}", "zip: {train.lr: [1.0e+30, 1.0e-4]}")
     text = text.replace("baseline: {train.subsets: 1}", "baseline: {train.lr: 1.0e-4}")
     study_file.write_text(text)
     results = tmp_path / "results"
-    assert _run(study_file, results) == 0
+    argv = [str(study_file), "--scale", "smoke", "--results", str(results)]
+    assert main(["status", *argv, "--check"]) == 1  # nothing run yet
+    assert "2 of 2 trials not finished (pending)" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["run", *argv]) == 1  # exit status 1: a trial failed, after the others ran and the report
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("1 of 2 trials failed (lr=1e+30 seed 0): reasons in ") and "--retry-failed" in last
+    assert "## Failed trials" in (results / "tiny" / "report.md").read_text()
+    assert main(["status", *argv, "--check"]) == 1
+    assert main(["status", *argv]) == 0  # without --check: a table, whatever the states
     trials = pd.read_csv(results / "tiny" / "trials.csv").set_index("param:train.lr")
     assert trials.loc[1e30, "state"] == "failed"
     assert "loss became" in trials.loc[1e30, "reason"]

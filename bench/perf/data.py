@@ -25,7 +25,7 @@ from model.tasks import make_task
 from model.trainer import images_to_tensor
 from model.unet import use_channels_last
 
-from .perf_timing import Timing, alternate
+from .timing import Timing, alternate
 
 TASKS = {"inpainting (paper masks)": {"task.name": "inpainting", "task.mask": "paper"},
          "inpainting (free-form masks)": {"task.name": "inpainting", "task.mask": "free_form"},
@@ -34,7 +34,7 @@ TASKS = {"inpainting (paper masks)": {"task.name": "inpainting", "task.mask": "p
 
 
 def data_config(cache_dir: Path, count: int, **dotted) -> RunConfig:
-    from .perf_train import preset_config
+    from .train import preset_config
 
     return preset_config("cpu", **{"data.source": "synthetic-faces", "data.synthetic_count": count,
                                    "data.cache_dir": str(cache_dir), **dotted})
@@ -67,7 +67,7 @@ _CHILD = r"""
 import json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[4]))
-from bench.perf_data import data_config, peak_rss_mib
+from bench.perf.data import data_config, peak_rss_mib
 from model.trainer import Budget, train
 cfg = data_config(sys.argv[1], int(sys.argv[2]), **{"train.subsets": int(sys.argv[3])})
 before = peak_rss_mib()

@@ -21,7 +21,7 @@ from model.schedule import schedule_from_config
 from model.tasks import make_task
 from model.unet import UNet, unzero
 
-from .perf_timing import Timing, alternate
+from .timing import Timing, alternate
 
 
 def _inputs(cfg: RunConfig, batch: int, device: torch.device):

@@ -29,15 +29,15 @@ from model.schedule import schedule_from_config
 from model.tasks import make_task
 from model.unet import GAMMA_SCALE, UNet
 
-from .perf_timing import Timing, alternate, count_flops
-from .presets import SCALES
+from ..presets import SCALES
+from .timing import Timing, alternate, count_flops
 
 # The larger config: the UNetConfig default width (base 64, 7.3 M parameters) at the cpu preset's 32 px.
 LARGER = {"model.base_channels": 64}
 
 
 def preset_config(scale: str = "cpu", **dotted) -> RunConfig:
-    from .study import resolve_config
+    from ..study import resolve_config
 
     return resolve_config([("scale preset", SCALES[scale]), ("perf", dotted)])
 
@@ -59,13 +59,23 @@ class PeerAdapter(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+PEERS_HINT = "pip install -e '.[peers]'"
+
+
+def peers_available() -> bool:
+    """Whether diffusers (the peer of the training-step rows) is installed; it is an extra: `.[peers]`."""
+    import importlib.util
+
+    return importlib.util.find_spec("diffusers") is not None
+
+
 def peer_unet(cfg: RunConfig, channels_last: bool = False) -> PeerAdapter:
     """UNet2DModel with our architecture: same widths, res blocks per level (+1 in the decoder), attention at
     the same resolutions (and in the middle block), scale-shift norm, GroupNorm groups, head width."""
     try:
         from diffusers import UNet2DModel
     except ImportError as e:
-        raise ImportError("bench perf compares against diffusers: pip install -e '.[peers]'") from e
+        raise ImportError(f"bench perf compares against diffusers: {PEERS_HINT}") from e
     m, size = cfg.model, cfg.data.image_size
     res, down = size, []
     for _ in m.channel_mults:
@@ -144,12 +154,14 @@ class Contender:
 
 
 def compare_training(cfg: RunConfig, device: torch.device, rounds: int) -> dict[str, Contender]:
-    """Ours (default switches) vs the peer NCHW (diffusers' default) and channels_last, same rounds."""
+    """Ours (default switches) vs the peer NCHW (diffusers' default) and channels_last, same rounds; ours alone
+    when diffusers is not installed."""
     torch.manual_seed(0)
     ours = UNet(cfg.model, cfg.data.image_size).place(device)
-    nets = {"ours": (ours, ours.channels_last),
-            "diffusers": (peer_unet(cfg, channels_last=False).to(device), False),
-            "diffusers channels_last": (peer_unet(cfg, channels_last=True).to(device), True)}
+    nets = {"ours": (ours, ours.channels_last)}
+    if peers_available():
+        nets["diffusers"] = (peer_unet(cfg, channels_last=False).to(device), False)
+        nets["diffusers channels_last"] = (peer_unet(cfg, channels_last=True).to(device), True)
     rows, steps = {}, {}
     for name, (net, fmt) in nets.items():
         rows[name] = Contender(name, net.num_parameters(), step_flops(net, cfg, device, fmt))

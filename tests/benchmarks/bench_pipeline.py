@@ -1,7 +1,7 @@
 """Sampling and data-pipeline speed at the cpu preset (not part of the default test run).
 
 Run: tox -e bench, or .venv/bin/pytest tests/benchmarks/bench_pipeline.py --benchmark-only -s
-Asserted figures are ratios from alternated rounds (bench/perf_timing.py), never absolute numbers.
+Asserted figures are ratios from alternated rounds (bench/perf/timing.py), never absolute numbers.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.perf_data import pipeline
-from bench.perf_eval import sampling
-from bench.perf_timing import alternate
-from bench.perf_train import preset_config, train_step
+from bench.perf.data import pipeline
+from bench.perf.evaluation import sampling
+from bench.perf.timing import alternate
+from bench.perf.train import preset_config, train_step
 from model.unet import UNet
 
 CPU = torch.device("cpu")

@@ -3,7 +3,7 @@ the fused group norm, and the share of the machine's fp32 matmul peak (not part 
 
 Run: tox -e bench, or .venv/bin/pytest tests/benchmarks/bench_training.py --benchmark-only -s
 The pytest-benchmark table times each step alone (wall clock); the asserted figures are ratios from
-alternated rounds in one test (bench/perf_timing.py). Targets (MET / NOT MET) are printed and recorded in
+alternated rounds in one test (bench/perf/timing.py). Targets (MET / NOT MET) are printed and recorded in
 extra_info; the asserts guard against regressions only (see results/perf/perf.md for the full story).
 """
 
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import model.unet as unet_module
-from bench.perf_timing import alternate, count_flops
-from bench.perf_train import make_batch, peer_unet, preset_config, train_step
+from bench.perf.timing import alternate, count_flops
+from bench.perf.train import make_batch, peer_unet, preset_config, train_step
 from model.objective import palette_loss
 from model.schedule import schedule_from_config
 from model.unet import UNet
@@ -62,8 +62,8 @@ def test_ratio_vs_diffusers(benchmark, cfg, steps):
     t = benchmark.pedantic(lambda: alternate({k: (s, B) for k, s in steps.items()}, ROUNDS, CPU),
                            rounds=1, iterations=1)
     ratio = t["diffusers"].seconds / t["ours"].seconds
-    _report(benchmark, "training step, ours / diffusers", ratio, 1.2)
-    assert ratio > 0.97  # at least as fast (noise margin); the 1.2 target is reported, not asserted
+    _report(benchmark, "training step, ours / diffusers", ratio, 1.05)
+    assert ratio > 0.97  # at least as fast (noise margin); the 1.05 target is reported, not asserted
 
 
 def test_fused_group_norm_pays(benchmark, cfg):
@@ -105,5 +105,5 @@ def test_share_of_matmul_peak(benchmark, cfg, steps):
         return flops / t["ours"].seconds / peak
 
     share = benchmark.pedantic(measure, rounds=1, iterations=1)
-    _report(benchmark, "share of the fp32 matmul peak", share, 0.70, unit="")
+    _report(benchmark, "share of the fp32 matmul peak", share, 0.75, unit="")
     assert share > 0.5

@@ -2,7 +2,7 @@
 ignores this folder). Its files are named bench_*.py, which pytest does not collect by default: this hook
 collects them when the folder is asked for.
 
-Every comparison here is a ratio of contenders timed in the same alternated rounds (bench/perf_timing.py:
+Every comparison here is a ratio of contenders timed in the same alternated rounds (bench/perf/timing.py:
 CPU time of the single compute thread), never an absolute number; `bench perf` writes the full table.
 """
 
