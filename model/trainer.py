@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 
 from . import incremental
+from .atomicio import atomic_write_bytes, remove_stale_temporaries, write_json
 from .checkpoint import (
-    atomic_write_bytes,
     list_checkpoints,
     load_checkpoint,
-    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -67,10 +66,6 @@ def images_to_tensor(images_uint8, device) -> torch.Tensor:
 
 def build_network(cfg: RunConfig) -> UNet:
     return UNet(cfg.model, image_size=cfg.data.image_size)
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(Path(path), lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
 
 
 def check_architecture(ckpt: dict, path: Path, cfg: RunConfig) -> None:
