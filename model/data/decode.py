@@ -47,7 +47,7 @@ def _stretch(values: np.ndarray) -> np.ndarray:
 def _grey_levels(im: Image.Image) -> np.ndarray | None:
     """Float 0..255 grey levels [H, W] of a 16-bit, 32-bit or float image; None for the 8-bit modes."""
     if im.mode in SIXTEEN_BIT:
-        return np.asarray(im).astype(np.float64) / 257.0  # numpy reads each byte order right
+        return np.asarray(im).astype(np.float32) / 257.0  # numpy reads each byte order; float32 is exact here
     if im.mode == "I":
         values = np.asarray(im).astype(np.float64)
         in_16_bit = values.size and values.min() >= 0 and values.max() <= SIXTEEN_BIT_MAX
@@ -68,7 +68,7 @@ def to_rgb8(im: Image.Image) -> Image.Image:
     levels = _grey_levels(im)
     if levels is not None:
         grey = np.rint(np.clip(levels, 0, 255)).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
+        return Image.fromarray(grey).convert("RGB")  # uint8 [H, W]: mode L
     if im.mode in PREMULTIPLIED:
         im = im.convert(PREMULTIPLIED[im.mode])
     try:
