@@ -85,6 +85,10 @@ def cmd_run(args) -> int:
 
         path = write_report(args.results / study.name, formats=("md", "csv"))
         console.print(f"report: {path}")
+    from .gate import study_line
+
+    if unlearned := study_line(args.results / study.name):  # issue 13: no verdict on unlearned trials
+        print(unlearned, flush=True)
     return _failed_line(rows, args.results / study.name, f"{args.file} --retry-failed")
 
 

@@ -1,5 +1,7 @@
 """The report's figures (seaborn on the Agg backend, small PNGs): quality against epochs, images seen and
 training hours, time per epoch, and the epochs each transfer source needs to reach the from-scratch quality.
+The quality panels carry the stage's trivial baselines (bench/gate.py) as gray horizontal lines: a curve
+that stays on the wrong side of them has not learned anything a copy of the input does not give.
 
 Each function writes one PNG into `out_dir` and returns its path, or None when the study has nothing to
 plot for it (e.g. no evaluation recorded). Stages are plotted in separate panels: their tasks differ, so
@@ -19,10 +21,23 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .gate import trivial_name  # noqa: E402
 from .tables import QUALITY, SCALE, StudyData, model_name  # noqa: E402
 
 DPI = 100
 NAMES = dict(QUALITY) | {"loss": "training loss"}
+TRIVIAL_STYLES = ["--", ":", "-."]
+
+
+def _trivial_lines(data: StudyData, metric: str, stage: str) -> list[tuple[str, float]]:
+    """(legend label, scaled value) of each trivial baseline of `stage` that has `metric`."""
+    t = data.trivial
+    if t.empty or metric not in t:
+        return []
+    here = t[(t["stage"] == stage)].assign(v=lambda d: pd.to_numeric(d[metric], errors="coerce")).dropna(subset="v")
+    lines = [(f"trivial: {trivial_name(n)}", v * SCALE.get(metric, 1.0)) for n, v in zip(here["trivial"], here["v"],
+                                                                                          strict=True)]
+    return list(dict.fromkeys(lines))
 
 
 def _palette(data: StudyData) -> dict[str, tuple]:
@@ -61,7 +76,8 @@ def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data
     """Rows x columns of panels (metric, x column, x label, stage): a line per config, mean ± sd of seeds."""
     if rec.empty or not panels or not panels[0]:
         return None
-    legend = 0.25 + 0.16 * ((data.complete["label"].nunique() + 1) // 2)
+    n_trivial = 0 if data.trivial.empty else len(data.trivial[["stage", "trivial"]].drop_duplicates())
+    legend = 0.25 + 0.16 * ((data.complete["label"].nunique() + n_trivial + 1) // 2)
     n_rows, n_cols = len(panels), max(len(r) for r in panels)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(7.2, 3.6 * n_cols), 2.4 * n_rows + legend),
                              squeeze=False)
@@ -80,6 +96,9 @@ def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data
                          ax=ax, legend=True)
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
                 handles.setdefault(lab, h)
+            for n, (lab, value) in enumerate(_trivial_lines(data, metric, stage)):
+                h = ax.axhline(value, color="0.4", lw=1.1, ls=TRIVIAL_STYLES[n % len(TRIVIAL_STYLES)], zorder=1)
+                handles.setdefault(lab, h)
             if ax.get_legend():
                 ax.get_legend().remove()
             ax.set_xlabel(xlabel, fontsize=8)
@@ -90,8 +109,8 @@ def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data
                 ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4))
             if data.complete["stage"].nunique() > 1:
                 ax.set_title(stage, fontsize=8)
-    labels = [lab for lab in palette if lab in handles]
-    return _save(fig, [handles[lab] for lab in labels], [names[lab] for lab in labels], path)
+    labels = [lab for lab in palette if lab in handles] + [lab for lab in handles if lab.startswith("trivial: ")]
+    return _save(fig, [handles[lab] for lab in labels], [names.get(lab, lab) for lab in labels], path)
 
 
 def _stages(data: StudyData) -> list[str]:

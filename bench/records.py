@@ -2,7 +2,9 @@
 
 `records.csv` (long form): one row per trial, stage, epoch and metric, swept parameters as columns.
 `trials.csv`: one row per trial with its final metrics, time per epoch, total hours, images seen and the
-speed-up against the study's baseline. Both are rebuilt from `trials/*/trial.json` and the runs'
+speed-up against the study's baseline, and the learned gate (bench/gate.py: the best trivial baseline's
+value of the quality metric, the ratio to it, `learned`). `trivial.csv`: one row per stage and trivial
+baseline with its scores. All are rebuilt from `trials/*/trial.json` and the runs'
 `history.json` under a lock and replaced atomically, so a kill at any moment leaves either the old or the
 new file, and a trial can never appear twice.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 from model.atomicio import atomic_write_bytes, remove_stale_temporaries
 from model.errors import ConfigError
 
+from . import gate
 from .locks import file_lock
 
 ID_COLUMNS = ["trial", "label", "seed", "stage", "transfer_source", "is_baseline"]
@@ -65,7 +68,12 @@ def records_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else RECORD_COLUMNS)
 
 
-def _trial_row(study_dir: Path, t: dict) -> dict:
+def quality_metric(study_dir: Path) -> str:
+    path = Path(study_dir) / "study.json"
+    return read_json(path).get("quality_metric", "kid") if path.exists() else "kid"
+
+
+def _trial_row(study_dir: Path, t: dict, quality: str) -> dict:
     row = {"trial": t["key"], "label": t["label"], "seed": t["seed"], "stage": t["stage"],
            "transfer_source": t["transfer_source"], "is_baseline": t["is_baseline"], "state": t["state"],
            "reason": t.get("reason", ""), "optuna_trial": t.get("optuna_trial"), **_point_columns(t),
@@ -85,8 +93,9 @@ def _trial_row(study_dir: Path, t: dict) -> dict:
         "total_hours": last["train_seconds"] / 3600, "chain_hours": chain_seconds / 3600,
         "final_loss": last["loss"],
     })
-    if evaluated:
-        row.update({k: v for k, v in evaluated[-1]["metrics"].items() if isinstance(v, (int, float, str))})
+    final = evaluated[-1]["metrics"] if evaluated else {}
+    row.update({k: v for k, v in final.items() if isinstance(v, (int, float, str))})
+    row.update(gate.gate(gate.run_trivial(Path(study_dir) / "runs" / target["key"]), final, quality))
     return row
 
 
@@ -110,10 +119,24 @@ def _speedups(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def trials_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame([_trial_row(study_dir, t) for t in trials])
+    quality = quality_metric(study_dir)
+    df = pd.DataFrame([_trial_row(study_dir, t, quality) for t in trials])
     if df.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
     return _speedups(df)
+
+
+def trivial_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
+    """One row per stage and trivial baseline (per distinct evaluation setting) of the complete trials."""
+    rows, seen = [], set()
+    for t in trials:
+        if t["state"] != "complete" or t["chain"][-1]["key"] in seen:
+            continue
+        seen.add(t["chain"][-1]["key"])
+        for name, metrics in gate.run_trivial(Path(study_dir) / "runs" / t["chain"][-1]["key"]).items():
+            rows.append({"stage": t["stage"], "trivial": name, **metrics})
+    df = pd.DataFrame(rows, columns=None if rows else ["stage", "trivial"])
+    return df.drop_duplicates(ignore_index=True)
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -123,7 +146,7 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def rebuild(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rewrite records.csv and trials.csv from the finished trials (atomic, under the study lock)."""
+    """Rewrite records.csv, trials.csv and trivial.csv from the finished trials (atomic, under the study lock)."""
     study_dir = Path(study_dir)
     with file_lock(study_dir / ".records.lock"):
         remove_stale_temporaries(study_dir)  # a killed writer's half-written tables
@@ -132,6 +155,7 @@ def rebuild(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         table = trials_frame(study_dir, trials)
         _write_csv(study_dir / "records.csv", records)
         _write_csv(study_dir / "trials.csv", table)
+        _write_csv(study_dir / "trivial.csv", trivial_frame(study_dir, trials))
     return records, table
 
 

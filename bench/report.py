@@ -150,6 +150,20 @@ def _block(title: str, note: str, frames, name: str, out: Path, csv: bool) -> st
     return text
 
 
+def _trivial_note(data: StudyData) -> str:
+    """What the trivial rows and the Learned column mean (bench/gate.py), when the study has them."""
+    if data.trivial.empty:
+        return ""
+    q = dict(QUALITY).get(data.quality, data.quality)
+    return (" Rows 'trivial: ...' score outputs that need no training (gray copy: the gray condition as the "
+            "colour output; mean fill: the hole filled with the known pixels' mean colour; edge replication: "
+            "each hidden pixel copies its nearest known one; biharmonic inpainting: scikit-image's "
+            "`inpaint_biharmonic`) on the evaluator's own samples, seeds, masks and metrics. A config has "
+            f"**learned** when its final {q} beats the best trivial baseline of its stage "
+            f"('{q} ÷ best trivial' below 1 for a lower-is-better metric); comparisons that involve a config "
+            "that did not learn draw no verdict (Findings).")
+
+
 def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
     n = pd.to_numeric(data.complete.get("n_samples"), errors="coerce").dropna()
     seeds = ("Mean ± std over seeds" if data.multi_seed
@@ -167,7 +181,8 @@ def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
         effic_note += " 'Incl. source training' adds the training of the stages it was transferred from."
     return "\n\n".join([
         "## Paper-style tables",
-        _block("### Quality (test split)", f"{seeds}.{fid_note}", qual, "report_quality", out, csv),
+        _block("### Quality (test split)", f"{seeds}.{fid_note}{_trivial_note(data)}", qual, "report_quality", out,
+               csv),
         _block("### Efficiency", effic_note, eff, "report_efficiency", out, csv)])
 
 

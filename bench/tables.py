@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,11 @@ import pandas as pd
 from model.errors import ConfigError
 
 from . import records
+from .gate import LOWER_IS_BETTER, learned_flags, trivial_name  # noqa: F401 (LOWER_IS_BETTER re-exported)
 
 # (trials.csv column, table header); KID is shown x 10^3
 QUALITY = [("fid", "FID"), ("kid", "KID×10³"), ("l1", "L1"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
            ("l1_hole", "L1 (hole)"), ("psnr_hole", "PSNR hole (dB)"), ("ssim_hole", "SSIM (hole)")]
-LOWER_IS_BETTER = {"fid", "kid", "l1", "l1_hole"}
 SCALE = {"kid": 1e3, "kid_std": 1e3}
 FID_RELIABLE_N = 2048
 
@@ -33,6 +33,18 @@ class StudyData:
     meta: dict  # study.json
     trials: pd.DataFrame  # trials.csv, in sweep order
     records: pd.DataFrame  # records.csv (may be empty)
+    trivial: pd.DataFrame = field(default_factory=pd.DataFrame)  # trivial.csv: stage, trivial, metrics
+
+    @property
+    def learned(self) -> pd.Series:
+        """Per complete trial: True / False / None (unknown), the learned gate (bench/gate.py)."""
+        return learned_flags(self.complete)
+
+    def unlearned(self, labels=None) -> list[str]:
+        """Labels (of `labels`, default all) with at least one complete trial that did not learn."""
+        done = self.complete
+        bad = done[self.learned == False]["label"]  # noqa: E712 (None is unknown, not False)
+        return [x for x in dict.fromkeys(bad) if labels is None or x in set(labels)]
 
     @property
     def quality(self) -> str:
@@ -71,6 +83,9 @@ def load(study_dir: Path) -> StudyData:
     if not (study_dir / "trials.csv").exists():
         records.rebuild(study_dir)
     trials = _read_csv(study_dir / "trials.csv")
+    if "learned" not in trials and (trials.get("state") == "complete").any() and (study_dir / "trials").is_dir():
+        records.rebuild(study_dir)  # written before the learned gate: score its trivial baselines once
+        trials = _read_csv(study_dir / "trials.csv")
     if trials.empty:
         file = meta.get("file", "<file>")
         raise ConfigError(f"{study_dir}: no finished trials yet (run `bench run {file}` first)")
@@ -81,7 +96,8 @@ def load(study_dir: Path) -> StudyData:
     trials = trials.sort_values(["_order", "seed"], kind="stable")
     trials = trials.drop(columns="_order").reset_index(drop=True)
     trials["is_baseline"] = trials["is_baseline"].astype(str).str.lower() == "true"
-    return StudyData(study_dir, meta, trials, _read_csv(study_dir / "records.csv"))
+    return StudyData(study_dir, meta, trials, _read_csv(study_dir / "records.csv"),
+                     _read_csv(study_dir / "trivial.csv"))
 
 
 # ---------------------------------------------------------------- formatting
@@ -146,15 +162,56 @@ def _present(df: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
 
 
+def learned_cell(flags: pd.Series) -> str:
+    """'yes' / 'no' / 'k/n seeds' over a config's trials; '–' when the gate could not be computed."""
+    known = [f for f in flags if f is not None]
+    if not known:
+        return "–"
+    k = sum(known)
+    return "yes" if k == len(flags) else "no" if k == 0 else f"{k}/{len(flags)} seeds"
+
+
+def _gate_columns(data: StudyData, raw: pd.DataFrame) -> None:
+    """Adds learned (text) and ratio_to_trivial (mean over seeds) to a per-config frame, in place."""
+    done = data.complete
+    flags = data.learned.groupby(done["label"], sort=False)
+    raw["learned"] = raw["label"].map({label: learned_cell(f) for label, f in flags})
+    ratio = pd.to_numeric(done.get("ratio_to_trivial", pd.Series(np.nan, index=done.index)), errors="coerce")
+    raw["ratio_to_trivial"] = raw["label"].map(ratio.groupby(done["label"], sort=False).mean())
+
+
+def _trivial_rows(data: StudyData, metrics: list[str]) -> pd.DataFrame:
+    """The trivial baselines in quality_table's raw layout (label 'trivial: <name>', is_trivial)."""
+    t = data.trivial
+    if t.empty:
+        return pd.DataFrame()
+    several = t["stage"].nunique() > 1
+    out = pd.DataFrame({
+        "label": [f"trivial: {trivial_name(n)}" + (f" ({s})" if several else "")
+                  for n, s in zip(t["trivial"], t["stage"], strict=True)],
+        "stage": t["stage"], "is_baseline": False, "is_trivial": True})
+    for m in metrics + ["kid_std", "n_samples"]:
+        out[f"{m}_mean"] = pd.to_numeric(t.get(m, pd.Series(np.nan, index=t.index)), errors="coerce").to_numpy()
+        out[f"{m}_std"] = np.nan
+    return out
+
+
 def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per config: the quality metrics, whether it learned (beat the best trivial baseline of its stage) and
+    the ratio of its quality metric to that baseline's; then one row per trivial baseline and stage."""
     done = data.complete
     metrics = _present(done, [m for m, _ in QUALITY])
     raw = per_config(done, metrics + ["kid_std", "n_samples"])
+    _gate_columns(data, raw)
+    raw["is_trivial"] = False
+    trivial = _trivial_rows(data, metrics)
     n_col = done["n_samples"] if "n_samples" in done else pd.Series(dtype=float)
     ns = sorted(pd.to_numeric(n_col, errors="coerce").dropna().unique())
-    view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
+    if not trivial.empty:
+        raw = pd.concat([raw, trivial], ignore_index=True)
+    view = pd.DataFrame({"Model": [r["label"] if r["is_trivial"] else model_name(r) for _, r in raw.iterrows()]})
     if data.multi_seed:
-        view["Seeds"] = raw["seeds"]
+        view["Seeds"] = [fmt(v) for v in raw["seeds"]]
     for m, header in QUALITY:
         if m not in metrics:
             continue
@@ -167,6 +224,10 @@ def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
         view[header] = [pm(a * k, b * k) for a, b in zip(raw[f"{m}_mean"], std, strict=True)]
     if len(ns) > 1:
         view["N"] = [fmt(v) for v in raw["n_samples_mean"]]
+    if data.learned.notna().any():
+        q = dict(QUALITY).get(data.quality, data.quality)
+        view[f"{q} ÷ best trivial"] = [fmt(v, 3) for v in raw["ratio_to_trivial"]]
+        view["Learned"] = raw["learned"].fillna("").to_list()
     return raw, view
 
 
@@ -224,12 +285,17 @@ def ablation_tables(data: StudyData) -> dict[str, tuple[pd.DataFrame, pd.DataFra
         raw = pd.DataFrame({axis: list(g.groups), "trials": g.size().to_numpy()})
         for c in metrics + effic:
             raw[c] = pd.to_numeric(done[c], errors="coerce").groupby(key, sort=False).mean().to_numpy()
+        flags = data.learned.groupby(key, sort=False)
+        raw["learned"] = [int((f == True).sum()) for _, f in flags]  # noqa: E712
+        raw["gated"] = [int(f.notna().sum()) for _, f in flags]
         view = pd.DataFrame({axis: raw[axis], "Trials": raw["trials"]})
         headers = dict(QUALITY) | dict(EFFICIENCY)
         for c in metrics + effic:
             scale = SCALE.get(c, 1.0)
             view[headers[c]] = [f"{v:.2f}" if c == "speedup" and not math.isnan(v) else fmt(v * scale)
                                 for v in raw[c]]
+        if raw["gated"].any():
+            view["Learned"] = [f"{k}/{n}" if n else "–" for k, n in zip(raw["learned"], raw["gated"], strict=True)]
         out[axis] = (raw, view)
     return out
 
@@ -243,7 +309,8 @@ def failed_table(data: StudyData) -> pd.DataFrame:
 
 def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per target stage: epochs (and hours) each transfer source needs to reach the from-scratch run's final
-    quality (lower is better); NaN where it never does within its epochs."""
+    quality (lower is better); NaN where it never does within its epochs. `unlearned` names the configs of a
+    comparison that did not learn (bench/gate.py): the view then gives no verdict."""
     q, done, rec = data.quality, data.complete, data.records
     rows = []
     if rec.empty or q not in done:
@@ -264,7 +331,10 @@ def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
                 hits.append((c["epoch"].iloc[0], c["train_hours"].iloc[0]) if len(c) else (np.nan, np.nan))
             hit = np.array(hits, dtype=float)
             reached = int(np.isfinite(hit[:, 0]).sum())
+            # the learned gate: no verdict when this config or the from-scratch run did not learn
+            unlearned = ", ".join(f"`{x}`" for x in data.unlearned([label, *scratch["label"]]))
             rows.append({"stage": stage, "transfer_source": trials["transfer_source"].iloc[0], "label": label,
+                         "unlearned": unlearned,
                          "target": target, "seeds": len(trials), "seeds_reached": reached,
                          "epochs_to_reach": np.nanmean(hit[:, 0]) if reached else np.nan,
                          "hours_to_reach": np.nanmean(hit[:, 1]) if reached else np.nan,
@@ -276,6 +346,8 @@ def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     qname = dict(QUALITY).get(q, q)
 
     def reach(r) -> str:
+        if r["unlearned"]:
+            return f"no verdict: {r['unlearned']} did not learn"
         if r["seeds_reached"] == 0:
             return f"not reached in {fmt(r['trained_epochs'])}"
         some = f" ({r['seeds_reached']}/{r['seeds']} seeds)" if r["seeds_reached"] < r["seeds"] else ""
@@ -285,6 +357,6 @@ def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
         "Stage": raw["stage"], "Source": raw["transfer_source"],
         f"Scratch final {qname}": [fmt(v * k) for v in raw["target"]],
         "Epochs to reach": [reach(r) for _, r in raw.iterrows()],
-        "Hours to reach": [fmt(v, 3) for v in raw["hours_to_reach"]],
+        "Hours to reach": [fmt(np.nan if r["unlearned"] else r["hours_to_reach"], 3) for _, r in raw.iterrows()],
         "Scratch epochs": [fmt(v) for v in raw["scratch_epochs"]]})
     return raw, view

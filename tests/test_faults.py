@@ -62,6 +62,10 @@ def error_line(err: str) -> str:
     return last
 
 
+# the complete trial of a smoke study does not beat its trivial baseline: that line (issue 13) comes just before
+UNLEARNED = r"┘ (?:1 of 1 trials did not learn .*? at this budget )?"
+
+
 def tables(study_dir):
     return {name: (study_dir / name).read_bytes() for name in ("records.csv", "trials.csv")}
 
@@ -74,8 +78,9 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
     code, out, err = bench(capsys, *run_args(study_file, results))
     assert code == 1, err  # a failed trial: exit status 1, after the records and the report
     assert re.search(r"2 run, 0 skipped, 1 failed", out)
-    assert re.search(r"┘ 1 of 2 trials failed \(.* seed 0\): reasons in \S*/tiny/trials\.csv \(column reason\) and "
-                     r"\S*/tiny/trials/<trial>/traceback\.txt; `bench run \S* --retry-failed` runs them again$", out)
+    assert re.search(UNLEARNED + r"1 of 2 trials failed \(.* seed 0\): reasons in \S*/tiny/trials\.csv "
+                     r"\(column reason\) and \S*/tiny/trials/<trial>/traceback\.txt; "
+                     r"`bench run \S* --retry-failed` runs them again$", out)
     trials = pd.read_csv(study_dir / "trials.csv")
     assert list(trials["state"]) == ["failed", "complete"]
     reason = trials["reason"][0]
@@ -98,7 +103,7 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
     before = tables(study_dir)
     code, out, _ = bench(capsys, *run_args(study_file, results))
     assert code == 1 and re.search(r"0 run, 2 skipped, 0 failed", out)  # the study still holds a failed trial
-    assert re.search(r"┘ 1 of 2 trials failed .* runs them again$", out)  # the last line
+    assert re.search(UNLEARNED + r"1 of 2 trials failed .* runs them again$", out)  # the last line
     assert tables(study_dir) == before
     assert len(optuna_trials(f"sqlite:///{results}/bench.db", "tiny")) == 2
 

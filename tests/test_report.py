@@ -140,6 +140,7 @@ def test_quality_table_matches_trials_csv(study):
     trials = pd.read_csv(study / "trials.csv")
     qual = pd.read_csv(study / "report" / "report_quality.csv")
     shown = _table((study / "report.md").read_text(), "### Quality")
+    qual, shown = qual[~qual["is_trivial"]], shown[~shown["Model"].str.startswith("trivial: ")]  # test_gate.py
     for (_, row), (_, cells) in zip(qual.iterrows(), shown.iterrows(), strict=True):
         assert _label(cells["Model"]) == row["label"]
         mine = trials[trials["label"] == row["label"]]
@@ -193,7 +194,10 @@ def test_findings_are_computed_from_the_tables(study):
         assert "no config was faster in total than the baseline" in findings
     else:
         assert f"`{fastest['label']}`" in findings and f"speed-up {fastest['speedup']:.2f}×" in findings
-        assert "seed standard deviations" in findings  # two seeds: the difference is set against the noise
+        if pd.read_csv(study / "trials.csv")["learned"].all():
+            assert "seed standard deviations" in findings  # two seeds: the difference is set against the noise
+        else:  # the learned gate: no quality verdict from a comparison with a trial that did not learn
+            assert "seed standard deviations" not in findings and "no verdict on quality" in findings
     assert "One seed per config" not in findings
     assert "tgt: starting from `src`" in findings
 
@@ -241,3 +245,47 @@ def test_a_folder_that_is_not_a_study_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a study folder"):
         write_report(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_trivial_baselines_and_the_learned_gate(study, tmp_path, capsys):
+    """Issue 13: the trivial baselines are rows of the quality table and lines on the quality figures, the
+    gate is a column of trials.csv, the tables and Optuna's user attributes, and `bench run` ends with it."""
+    import optuna
+
+    trials = pd.read_csv(study / "trials.csv")
+    trivial = pd.read_csv(study / "trivial.csv")
+    assert list(trivial["trivial"]) == ["gray_copy"] and list(trivial["stage"]) == ["tgt"]
+    for _, t in trials.iterrows():  # each trial's gate is its own final KID against the gray copy's
+        assert t["trivial_best"] == "gray_copy" and t["trivial_kid"] == pytest.approx(trivial["kid"].iloc[0])
+        assert t["ratio_to_trivial"] == pytest.approx(t["kid"] / t["trivial_kid"])
+        assert t["learned"] == (t["kid"] < t["trivial_kid"])
+    text = (study / "report.md").read_text()
+    shown = _table(text, "### Quality").set_index("Model")
+    assert shown.loc["trivial: gray copy", "KID×10³"] == f"{trivial['kid'].iloc[0] * 1e3:.4g}"
+    learned = shown.loc["stage=tgt, transfer_source=src", "Learned"]
+    assert learned == {2: "yes", 0: "no"}.get(int(trials[trials["transfer_source"] == "src"]["learned"].sum()))
+    assert "trivial: gray copy" in text and "Learned" in _table(text, "### `transfer_source`").columns
+    storage = f"sqlite:///{study.parent / 'bench.db'}"
+    attrs = [t.user_attrs for s in optuna.get_all_study_summaries(storage) for t in
+             optuna.load_study(study_name=s.study_name, storage=storage).trials if t.state.name == "COMPLETE"]
+    assert len(attrs) == 4 and all(a["trivial_best"] == "gray_copy" and isinstance(a["learned"], bool)
+                                   for a in attrs)
+    copy = _copy(study, tmp_path / "results" / "tiny_report")
+    shutil.copy(study.parent / "bench.db", tmp_path / "results" / "bench.db")
+    (tmp_path / "tiny.yaml").write_text(textwrap.dedent(STUDY))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--scale", "smoke", "--results", str(tmp_path / "results"),
+                 "--no-report"]) == 0  # every trial already finished: nothing trains
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    unlearned = int((~trials["learned"]).sum())
+    if unlearned:
+        assert last.startswith(f"{unlearned} of 4 trials did not learn") and "no conclusion" in last
+    else:
+        assert "did not learn" not in last
+    (copy / "trivial.csv").unlink()  # a study folder written before the gate: its report scores them once
+    for file in (copy / "runs").glob("*/trivial.json"):
+        file.unlink()
+    pd.read_csv(copy / "trials.csv").drop(columns=["learned"]).to_csv(copy / "trials.csv", index=False)
+    write_report(copy)
+    assert pd.read_csv(copy / "trivial.csv").equals(trivial)
+    assert "trivial: gray copy" in (copy / "report.md").read_text()
