@@ -275,15 +275,16 @@ def _label(point: dict) -> str:
 EPOCH_KEYS = ("train.epochs_per_subset", "train.epochs", "eval.every_epochs")
 
 
-def _scale_epochs(cfg: RunConfig, factor: int, keep: frozenset[str] = frozenset()) -> RunConfig:
-    """Multiply the epoch counts (E, an explicit epoch total, the evaluation interval) by `factor`, except
-    the keys in `keep` (values the user wrote for this scale: `scales.<scale>` or `--set`)."""
+def _scale_epochs(cfg: RunConfig, factor: float, keep: frozenset[str] = frozenset()) -> RunConfig:
+    """Multiply the epoch counts (E, an explicit epoch total, the evaluation interval) by `factor`, rounded to
+    whole epochs (at least 1; an interval of 0 stays 0), except the keys in `keep` (values the user wrote for
+    this scale: `scales.<scale>` or `--set`)."""
     if factor == 1:
         return cfg
     t, e = cfg.train, cfg.eval
 
     def scaled(key: str, value):
-        return value if key in keep or value is None else value * factor
+        return value if key in keep or not value else max(1, round(value * factor))
 
     train = t.model_copy(update={"epochs_per_subset": scaled("train.epochs_per_subset", t.epochs_per_subset),
                                  "epochs": scaled("train.epochs", t.epochs)})
