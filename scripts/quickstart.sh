@@ -1,7 +1,23 @@
 #!/usr/bin/env bash
 # Set up .venv and run the main job: the study's whole workflow at CPU scale on the built-in photos.
 # Extra arguments go to `bench run` (e.g. --scale smoke for a one-minute check).
+# WORKERS (default: the number of cores, at most 2) `bench run` processes share the study's grid, one torch
+# thread each, as the reference results were run: while one worker follows the transfer chain
+# (inpainting -> face colorization -> landscapes), the other trains the independent baselines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/bench run ablations/paper.yaml "$@"
+workers=${WORKERS:-$(( $(nproc) < 2 ? 1 : 2 ))}
+pids=()
+for i in $(seq 2 "$workers"); do
+    log=$(mktemp "${TMPDIR:-/tmp}/palette-bench-worker$i.XXXX.log")
+    echo "worker $i: log in $log"
+    OMP_NUM_THREADS=1 .venv/bin/bench run ablations/paper.yaml --no-report "$@" >"$log" 2>&1 & pids+=($!)
+    sleep 5  # let the first worker create the study
+done
+status=0
+OMP_NUM_THREADS=$(( workers > 1 ? 1 : $(nproc) )) .venv/bin/bench run ablations/paper.yaml --no-report "$@" || status=$?
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+[ "$status" -eq 2 ] && exit 2
+# Every trial is finished (or failed): this call trains nothing, writes the report, and exits 0 / 1.
+exec .venv/bin/bench run ablations/paper.yaml "$@"
