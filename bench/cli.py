@@ -74,8 +74,9 @@ def cmd_run(args) -> int:
     storage = storage or runner.make_storage(_storage_default(args.results))
     with StudyProgress(len(study.trials), f"{study.name} ({study.scale})") as progress:
         summary = runner.run_study(study, args.results, storage, device=args.device, max_trials=args.trials,
-                                   budget=budget, retry_failed=args.retry_failed, progress=progress)
-    rows = runner.study_status(study, args.results)
+                                   budget=budget, retry_failed=args.retry_failed, progress=progress,
+                                   wait=getattr(args, "poll", None))  # bench worker: until none is left
+    rows = runner.study_status(study, args.results, storage)
     print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
                 rows, ["label", "seed", "stage", "state"])
     if summary.paused:
@@ -106,9 +107,13 @@ def _failed_line(rows: list[dict], study_dir: Path, retry: str) -> int:
 
 def cmd_status(args) -> int:
     from .progress import print_table
-    from .runner import study_status
+    from .runner import make_storage, study_status
     study = _load_study(args)
-    rows = study_status(study, args.results)
+    try:  # a server storage (PostgreSQL) holds the claims: "running" on any host
+        storage = make_storage(args.storage) if args.storage else None
+    except ConfigError as e:
+        raise ConfigError(f"{args.file}: {e}") from None
+    rows = study_status(study, args.results, storage)
     print_table(f"study {study.name} ({study.scale})", rows, ["trial", "label", "seed", "stage", "state"])
     if not args.check:
         return 0
@@ -250,24 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
                             help="override a config key after the study file, e.g. --set data.path=/data/celeba "
                                  "(prefix a stage name to scope it: --set land_color.data.path=...)")
 
-    sp = sub.add_parser("run", help="run (or resume) an ablation study: every sweep point x seed",
-                        epilog="exit status: 0 no trial failed (finished, or left for the next call by --trials, "
-                               "--session-budget or other workers); 1 a trial of the study failed (recorded, "
-                               "report written; the last line says how many and where); 2 bad input")
-    sp.add_argument("file", help="study file, e.g. ablations/timesteps.yaml")
-    common(sp)
-    sp.add_argument("--storage", help="Optuna storage: a database URL (default: sqlite:///<results>/bench.db) "
-                                      "or a journal file (journal:PATH or PATH.log) for many workers or NFS")
-    sp.add_argument("--trials", type=int, help="run at most N trials in this call")
-    sp.add_argument("--dry-run", action="store_true", help="print the expanded grid and estimated cost, run nothing")
-    sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
-    sp.add_argument("--retry-failed", action="store_true", help="run failed trials again")
-    sp.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
-    sp.set_defaults(func=cmd_run)
+    epilog = ("exit status: 0 no trial failed (finished, or left for the next call by --trials, --session-budget or "
+              "other workers); 1 a trial of the study failed (recorded, report written; the last line says how many "
+              "and where); 2 bad input")
+    for name, help_text in (("run", "run (or resume) an ablation study: every sweep point x seed"),
+                            ("worker", "run, then wait for other workers' trials and take over those whose worker "
+                                       "died; exit when every trial is finished (one per machine on a shared study)")):
+        sp = sub.add_parser(name, help=help_text, epilog=epilog)
+        sp.add_argument("file", help="study file, e.g. ablations/timesteps.yaml")
+        common(sp)
+        sp.add_argument("--storage", help="Optuna storage: a database URL (default: sqlite:///<results>/bench.db; "
+                                          "postgresql+psycopg2://USER@HOST/DB for workers on several machines) or a "
+                                          "journal file (journal:PATH or PATH.log) for many workers on one machine")
+        sp.add_argument("--trials", type=int, help="run at most N trials in this call")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="print the expanded grid and estimated cost, run nothing")
+        sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
+        sp.add_argument("--retry-failed", action="store_true", help="run failed trials again")
+        sp.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+        if name == "worker":
+            sp.add_argument("--poll", type=float, default=10.0, metavar="SECONDS",
+                            help="look again every SECONDS while other workers hold unfinished trials (default: 10)")
+        sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("status", help="trials of a study and their states")
     sp.add_argument("file")
     common(sp)
+    sp.add_argument("--storage", help="the study's Optuna storage when it is PostgreSQL (claims live there)")
     sp.add_argument("--check", action="store_true",
                     help="exit status 0 only when every trial completed, else 1 (the last line says which failed "
                          "or are not finished); 2 bad input")

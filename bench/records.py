@@ -145,10 +145,13 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write_bytes(path, lambda f: f.write(buf.getvalue().encode()), fault_site="records-rename")
 
 
-def rebuild(study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rewrite records.csv, trials.csv and trivial.csv from the finished trials (atomic, under the study lock)."""
+def rebuild(study_dir: Path, lock=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rewrite records.csv, trials.csv and trivial.csv from the finished trials (atomic, under the study lock).
+
+    `lock`: a context manager to hold instead of the flock on `.records.lock` (bench/claims.py: the database's
+    lock when workers on several machines share the folder)."""
     study_dir = Path(study_dir)
-    with file_lock(study_dir / ".records.lock"):
+    with lock if lock is not None else file_lock(study_dir / ".records.lock"):
         remove_stale_temporaries(study_dir)  # a killed writer's half-written tables
         trials = finished_trials(study_dir)
         records = records_frame(study_dir, trials)

@@ -5,9 +5,10 @@ Layout under `results/<study>/`:
                              shared by every trial whose stage chain contains it (content-hashed)
     trials/<trial key>/      trial.json (written last, atomically: the trial's "done" marker)
     records.csv, trials.csv  rebuilt from the finished trials after each trial
-Exactly-once: a worker claims a trial with a non-blocking flock on trials/<key>/.lock and a stage run with a
-blocking one, so several workers on one machine share the grid and no point runs twice. A killed worker's
-locks die with it; the next `bench run` resumes the trial from its newest checkpoint.
+Exactly-once: a worker claims a trial without waiting and a stage run waiting (bench/claims.py: a flock on
+trials/<key>/.lock and runs/.<key>.lock on one machine; a PostgreSQL advisory lock when the storage is
+PostgreSQL, for workers on several machines sharing the results folder), so no point runs twice. A killed
+worker's claims die with it; the next worker to take the trial resumes it from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from model.schedule import schedule_from_config
 from model.trainer import Budget, train
 
 from . import gate, records, search_space
-from .locks import file_lock, is_locked
+from .claims import FileClaims, claims_for, server_lock
+from .locks import file_lock
 from .study import SCRATCH, StageRun, Study, Trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -71,6 +73,16 @@ def make_storage(url: str):
                           f"or a journal file (journal:PATH, PATH.log)")
     import sqlalchemy.exc
 
+    if url.startswith("postgresql"):
+        try:  # one worker creates Optuna's tables at a time (as the file lock below does for SQLite)
+            with server_lock(url, "create-tables"):
+                return optuna.storages.RDBStorage(url)
+        except ImportError as e:
+            raise ConfigError(f"--storage {url!r}: no PostgreSQL driver ({e}): "
+                              f"pip install 'palette-bench[postgres]'") from None
+        except (ValueError, sqlalchemy.exc.SQLAlchemyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"--storage {url!r}: cannot open ({type(e).__name__}: {first[:200]})") from None
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
         db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
@@ -186,11 +198,12 @@ def _final_metrics(study_dir: Path, run: StageRun) -> dict:
 
 
 def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, quality: str,
-              report: Callable[[float, int], None] | None, on_step: Callable[[dict], None] | None) -> dict:
+              report: Callable[[float, int], None] | None, on_step: Callable[[dict], None] | None,
+              claims=None) -> dict:
     """Train one stage run (or find it done), after its upstream runs; returns its done.json."""
     run_dir = runs_dir / run.key
     done_file = run_dir / "done.json"
-    with file_lock(runs_dir / f".{run.key}.lock"):
+    with (claims or FileClaims()).run(runs_dir, run.key):
         if done_file.exists():
             return records.read_json(done_file)
         init_from = None
@@ -215,9 +228,10 @@ def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, qualit
 
 
 def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path, device: str,
-              budget: Budget, on_step=None) -> str:
+              budget: Budget, on_step=None, claims=None) -> str:
     """Run one claimed trial; returns 'complete', 'failed' or 'paused'."""
     trial_dir = study_dir / "trials" / trial.key
+    trial_dir.mkdir(parents=True, exist_ok=True)  # a database claim (bench/claims.py) creates no lock file here
     otrial = _new_optuna_trial(ostudy, study, trial)
     quality = study.spec.quality_metric
     write_json(trial_dir / "config.json", {r.stage: r.config.model_dump(mode="json") for r in trial.run.chain()})
@@ -233,7 +247,7 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
         for run in trial.run.chain():
             is_target = run is trial.run
             done = run_stage(run, study_dir / "runs", device, budget, quality,
-                             otrial.report if is_target else None, on_step)
+                             otrial.report if is_target else None, on_step, claims)
             if done["status"] != "done":
                 otrial.set_user_attr("status", "paused (session budget)")
                 return "paused"  # left RUNNING; the next `bench run` resumes it from its checkpoint
@@ -302,20 +316,44 @@ def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameter
 
 
 def run_study(study: Study, results_root: Path, storage: str, device: str = "auto", max_trials: int | None = None,
-              budget: Budget | None = None, retry_failed: bool = False, progress=None) -> RunSummary:
+              budget: Budget | None = None, retry_failed: bool = False, progress=None,
+              wait: float | None = None) -> RunSummary:
+    """Run every trial of `study` this worker can claim. `wait` (seconds; `bench worker`): instead of ending
+    after one pass while other workers hold trials, pass again every `wait` seconds until every trial is
+    finished, so a trial whose worker died (its claim released) is taken and resumed here."""
     study_dir = Path(results_root) / study.name
     (study_dir / "trials").mkdir(parents=True, exist_ok=True)
-    write_json(study_dir / "study.json", {"name": study.name, "file": str(study.path), "scale": study.scale,
-                                          "axes": study.axes, "baseline": study.spec.baseline,
-                                          "quality_metric": study.spec.quality_metric,
-                                          "description": study.spec.description, "trials": len(study.trials),
-                                          "overrides": study.overrides, "seeds": study.spec.seeds,
-                                          "seeds_override": study.seeds_override})
     storage = make_storage(storage) if isinstance(storage, str) else storage
-    ostudies = {stage: open_study(study, storage, stage) for stage in search_space.trials_by_stage(study)}
-    summary = RunSummary()
-    budget = budget or Budget()
-    started = time.perf_counter()
+    with claims_for(storage) as claims:
+        with claims.records(study_dir):  # the study folder's shared files: one writer at a time, on any host
+            write_json(study_dir / "study.json", {
+                "name": study.name, "file": str(study.path), "scale": study.scale, "axes": study.axes,
+                "baseline": study.spec.baseline, "quality_metric": study.spec.quality_metric,
+                "description": study.spec.description, "trials": len(study.trials), "overrides": study.overrides,
+                "seeds": study.spec.seeds, "seeds_override": study.seeds_override})
+            ostudies = {stage: open_study(study, storage, stage) for stage in search_space.trials_by_stage(study)}
+        summary = RunSummary()
+        budget = budget or Budget()
+        started = time.perf_counter()
+        counted = None if wait is None else set()  # trials the progress bar has counted (bench worker passes again)
+        while True:
+            others = _one_pass(study, study_dir, ostudies, claims, summary, device, max_trials, budget, started,
+                               retry_failed, progress, counted)
+            retry_failed = False  # a trial that fails again stays failed
+            if wait is None or not others or summary.paused or (max_trials is not None and summary.ran >= max_trials):
+                break
+            time.sleep(wait)
+        # also after a kill between a trial's end and its records
+        records.rebuild(study_dir, lock=claims.records(study_dir))
+    return summary
+
+
+def _one_pass(study: Study, study_dir: Path, ostudies: dict, claims, summary: RunSummary, device: str,
+              max_trials: int | None, budget: Budget, started: float, retry_failed: bool, progress,
+              counted: set | None) -> bool:
+    """One pass over the grid, running each trial this worker can claim; True if other workers held some.
+    `counted`: None (one pass only), else the keys already counted by the progress bar, added to here."""
+    summary.skipped, others = 0, False
     for trial in study.trials:
         if max_trials is not None and summary.ran >= max_trials:
             break
@@ -323,21 +361,26 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
             summary.paused = True
             break
         trial_dir = study_dir / "trials" / trial.key
-        with file_lock(trial_dir / ".lock", blocking=False) as claimed:
+        with claims.trial(trial_dir) as claimed:
             finished = claimed and _finished(trial_dir, retry_failed)
             if finished:
                 _settle(ostudies[trial.run.stage], study, trial, study_dir)
+            others |= not claimed
             if not claimed or finished:
                 summary.skipped += 1
-                if progress:
+                if progress and (counted is None or (finished and trial.key not in counted)):
                     progress.trial_skipped(trial)
+                    if counted is not None:
+                        counted.add(trial.key)
                 continue
             if progress:
                 progress.trial_started(trial)
+                if counted is not None:
+                    counted.add(trial.key)
             remove_stale_temporaries(trial_dir)
             state = run_trial(study, ostudies[trial.run.stage], trial, study_dir, device, budget,
-                              on_step=progress.step if progress else None)
-            records.rebuild(study_dir)
+                              on_step=progress.step if progress else None, claims=claims)
+            records.rebuild(study_dir, lock=claims.records(study_dir))
             if progress:
                 progress.trial_finished(trial, state)
         summary.ran += state != "paused"
@@ -345,8 +388,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
         if state == "paused":
             summary.paused = True
             break
-    records.rebuild(study_dir)  # also after a kill between a trial's end and its records
-    return summary
+    return others
 
 
 def _finished(trial_dir: Path, retry_failed: bool) -> bool:
@@ -359,21 +401,24 @@ def _finished(trial_dir: Path, retry_failed: bool) -> bool:
     return True
 
 
-def study_status(study: Study, results_root: Path) -> list[dict]:
-    """One row per trial: finished (complete / failed), running (locked by a live worker) or pending."""
+def study_status(study: Study, results_root: Path, storage=None) -> list[dict]:
+    """One row per trial: finished (complete / failed), running (claimed by a live worker), interrupted or
+    pending. `storage` (an Optuna storage object): where claims live when it is a server (PostgreSQL)."""
     records.published_copy(Path(results_root) / study.name)  # results/reference/*: tables only, no trial states
-    rows = []
-    for t in study.trials:
-        trial_dir = Path(results_root) / study.name / "trials" / t.key
-        state = "pending"
-        if (trial_dir / "trial.json").exists():
-            state = records.read_json(trial_dir / "trial.json")["state"]
-        elif is_locked(trial_dir / ".lock"):
-            state = "running"
-        elif (Path(results_root) / study.name / "runs" / t.run.key / "checkpoints").exists():
-            state = "interrupted"
-        rows.append({"trial": t.key, "label": t.label, "seed": t.seed, "stage": t.run.stage, "state": state})
-    return rows
+    with claims_for(storage) if storage is not None else FileClaims() as claims:
+        return [_status_row(study, results_root, t, claims) for t in study.trials]
+
+
+def _status_row(study: Study, results_root: Path, t: Trial, claims) -> dict:
+    trial_dir = Path(results_root) / study.name / "trials" / t.key
+    state = "pending"
+    if (trial_dir / "trial.json").exists():
+        state = records.read_json(trial_dir / "trial.json")["state"]
+    elif claims.held(trial_dir):
+        state = "running"
+    elif (Path(results_root) / study.name / "runs" / t.run.key / "checkpoints").exists():
+        state = "interrupted"
+    return {"trial": t.key, "label": t.label, "seed": t.seed, "stage": t.run.stage, "state": state}
 
 
 __all__ = ["run_study", "study_status", "open_study", "SCRATCH"]
