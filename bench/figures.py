@@ -29,14 +29,16 @@ NAMES = dict(QUALITY) | {"loss": "training loss"}
 TRIVIAL_STYLES = ["--", ":", "-."]
 
 
-def _trivial_lines(data: StudyData, metric: str, stage: str) -> list[tuple[str, float]]:
-    """(legend label, scaled value) of each trivial baseline of `stage` that has `metric`."""
+def _trivial_lines(data: StudyData, metric: str, stage: str) -> list[tuple[str, float, str]]:
+    """(legend label, scaled value, line style) of each trivial baseline of `stage` that has `metric`; one
+    style per baseline across the figure."""
     t = data.trivial
     if t.empty or metric not in t:
         return []
+    styles = {n: TRIVIAL_STYLES[i % len(TRIVIAL_STYLES)] for i, n in enumerate(dict.fromkeys(t["trivial"]))}
     here = t[(t["stage"] == stage)].assign(v=lambda d: pd.to_numeric(d[metric], errors="coerce")).dropna(subset="v")
-    lines = [(f"trivial: {trivial_name(n)}", v * SCALE.get(metric, 1.0)) for n, v in zip(here["trivial"], here["v"],
-                                                                                          strict=True)]
+    lines = [(f"trivial: {trivial_name(n)}", v * SCALE.get(metric, 1.0), styles[n])
+             for n, v in zip(here["trivial"], here["v"], strict=True)]
     return list(dict.fromkeys(lines))
 
 
@@ -96,8 +98,8 @@ def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data
                          ax=ax, legend=True)
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
                 handles.setdefault(lab, h)
-            for n, (lab, value) in enumerate(_trivial_lines(data, metric, stage)):
-                h = ax.axhline(value, color="0.4", lw=1.1, ls=TRIVIAL_STYLES[n % len(TRIVIAL_STYLES)], zorder=1)
+            for lab, value, style in _trivial_lines(data, metric, stage):
+                h = ax.axhline(value, color="0.4", lw=1.1, ls=style, zorder=1)
                 handles.setdefault(lab, h)
             if ax.get_legend():
                 ax.get_legend().remove()
