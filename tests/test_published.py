@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.cli import main
 
 REPO = Path(__file__).parent.parent
-REFERENCE = REPO / "results" / "reference" / "timesteps"
+REFERENCE = REPO / "results" / "reference" / "unlearned-2026-11-26" / "timesteps"
 
 
 def test_a_published_copy_is_refused_in_one_line(tmp_path, capsys):
