@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.checkpoint import atomic_write_bytes
+from model.checkpoint import atomic_write_bytes, remove_stale_temporaries
 
 TRIVIAL_FILE = "trivial.json"
 LOWER_IS_BETTER = {"fid", "kid", "l1", "l1_hole"}
@@ -37,6 +37,8 @@ def run_trivial(run_dir: Path, device: str = "auto", compute: bool = True) -> di
     computed from the run's config.json (needs its data) and the file is written; {} without a config.
     """
     path = Path(run_dir) / TRIVIAL_FILE
+    if compute:  # a finished run is not trained again, so nothing else clears what a killed writer left here
+        remove_stale_temporaries(Path(run_dir))
     if path.exists():
         return json.loads(path.read_text())["scores"]
     if not compute or not (Path(run_dir) / "config.json").exists():

@@ -23,7 +23,7 @@ import torch
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, remove_stale_temporaries
 from .config import RunConfig
 from .data.cache import cache_root
 
@@ -119,6 +119,7 @@ def trivial_scores(cfg: RunConfig, device="cpu") -> dict[str, dict]:
     for name, baseline in BASELINES[cfg.task.name].items():
         scores[name] = {**ev.score(baseline(cond, mask), mask), "n_samples": ev.n}
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)  # what killed writers left
     payload = json.dumps({"key": key, "scores": scores}, indent=1).encode()
     atomic_write_bytes(Path(path), lambda f: f.write(payload))
     return scores
