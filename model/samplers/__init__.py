@@ -10,9 +10,9 @@ from typing import Literal, Protocol
 
 import torch
 
+from model.prediction import Prediction
 from model.samplers.ddim import DDIMSampler
 from model.samplers.ddpm import DDPMSampler
-from model.prediction import Prediction
 from model.schedule import NoiseSchedule
 
 
