@@ -8,6 +8,8 @@ checkpoint: one line); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -169,9 +171,24 @@ def cmd_train(args) -> int:
     except ConfigError as e:
         raise ConfigError(f"{args.config}: {e}") from None
     run_dir = args.run_dir or Path(args.results) / "train" / Path(args.config).stem
-    with StudyProgress(1, f"train {run_dir}") as progress:
-        result = train(cfg, run_dir, device=args.device, init_from=args.init_from,
-                       budget=parse_budget(args.session_budget), on_step=progress.step)
+    budget = parse_budget(args.session_budget)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        cfg.train.processes = world  # under torchrun: its process count is this run's (recorded in config.json)
+    elif cfg.train.processes > 1:  # start the K ranks here (bench/launch.py); each runs this command again
+        from .launch import run_ranks
+
+        return run_ranks(cfg, run_dir, args.device, args.init_from, budget, args.evaluate)
+    evaluate_fn = None
+    if args.evaluate:
+        from model.evaluate import Evaluator
+
+        evaluate_fn = Evaluator(cfg, device=args.device, out_dir=Path(run_dir) / "samples")
+    with StudyProgress(1, f"train {run_dir}") if rank == 0 else contextlib.nullcontext() as progress:
+        result = train(cfg, run_dir, device=args.device, init_from=args.init_from, budget=budget,
+                       evaluate_fn=evaluate_fn, on_step=progress.step if rank == 0 else None)
+    if rank > 0:
+        return 0
     last = result.history[-1] if result.history else {}
     console.print(f"{result.status}: epoch {last.get('epoch', 0)}/{cfg.train.total_epochs}, "
                   f"{last.get('images_seen', 0)} images seen, checkpoint {result.checkpoint}")
@@ -298,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-dir", type=Path, help="run folder (default: <results>/train/<config name>)")
     sp.add_argument("--init-from", type=Path, help="start from another run's checkpoint (transfer)")
     sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
+    sp.add_argument("--evaluate", action="store_true",
+                    help="evaluate as bench run does (eval.* keys; samples in <run-dir>/samples)")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("evaluate", help="sample a trained run on a split and compute FID/KID/PSNR/SSIM")

@@ -35,6 +35,7 @@ from model.trainer import Budget, train
 
 from . import gate, records, search_space
 from .claims import FileClaims, claims_for, server_lock
+from .launch import train_processes
 from .locks import file_lock
 from .study import SCRATCH, StageRun, Study, Trial
 
@@ -217,8 +218,13 @@ def run_stage(run: StageRun, runs_dir: Path, device: str, budget: Budget, qualit
             if report is not None and quality in record.get("metrics", {}):
                 report(record["metrics"][quality], record["epoch"])  # optuna: (value, step)
 
-        result = train(run.config, run_dir, device=device, init_from=init_from, budget=budget,
-                       evaluate_fn=evaluator, on_step=on_step, on_epoch_end=on_epoch_end)
+        if run.config.train.processes > 1:  # K ranks as child processes (bench/launch.py); rank 0 evaluates
+            result = train_processes(run.config, run_dir, device, init_from, budget, evaluate=True)
+            for record in result.history if result.status == "done" else []:
+                on_epoch_end(record, result.history)  # Optuna hears the epochs' values once the run is done
+        else:
+            result = train(run.config, run_dir, device=device, init_from=init_from, budget=budget,
+                           evaluate_fn=evaluator, on_step=on_step, on_epoch_end=on_epoch_end)
         if result.status != "done":
             return {"status": result.status}
         done = {"status": "done", "checkpoint": str(result.checkpoint), "num_parameters": result.num_parameters,

@@ -120,6 +120,9 @@ class TrainConfig(_Strict):
     # do: twice the distinct images for a small data set. Drawn from the trainer's generator (resumable).
     hflip: bool = False
     compile: bool = False  # torch.compile the network
+    # Processes that train this one run together (DistributedDataParallel, model/distributed.py): each takes
+    # its slice of every global batch of batch_size images. Not bitwise the 1-process run (a stream per rank).
+    processes: int = Field(1, ge=1)
 
     @property
     def total_epochs(self) -> int:

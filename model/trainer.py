@@ -3,6 +3,7 @@
 A run lives in one folder: `config.json`, `checkpoints/ckpt-*.pt` and `history.json`. Calling `train`
 again on the same folder resumes from the newest checkpoint and reaches bitwise the same weights as an
 uninterrupted run on the CPU (every RNG state and the position in the data order are checkpointed).
+Under torchrun (train.processes = K) the same loop runs on K ranks with DDP; model/distributed.py says how.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import incremental
+from . import distributed, incremental
 from .atomicio import atomic_write_bytes, remove_stale_temporaries, write_json
 from .checkpoint import (
     list_checkpoints,
@@ -123,28 +124,30 @@ def train(
     on_epoch_end: Callable[[dict, list[dict]], None] | None = None,  # (record, whole history)
 ) -> TrainResult:
     run_dir = Path(run_dir)
-    device = resolve_device(device)
+    group, device = distributed.join(resolve_device(device))  # torchrun's ranks, or this one process
     tc = cfg.train
+    distributed.check_processes(tc.processes, group)
     budget = budget or Budget()
     session_start = time.perf_counter()
 
     # -- the run folder remembers its config: resuming with another config is refused
     run_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (run_dir, run_dir / "checkpoints"):
+    for folder in (run_dir, run_dir / "checkpoints") if group.is_main else ():  # the folder is rank 0's
         remove_stale_temporaries(folder)  # what a killed session was writing
     config_json = cfg.model_dump_json(indent=2)
     config_path = run_dir / "config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config_json):
         raise ConfigError(f"{config_path}: this run folder was started with another config; use a new folder")
-    if not config_path.exists():
+    if not config_path.exists() and group.is_main:
         atomic_write_bytes(config_path, lambda f: f.write(config_json.encode()))
 
     # -- data, subsets (Algorithm 2), task, schedule, network, EMA, optimiser
-    data = load_split(cfg.data, "train")
+    data = distributed.main_first(group, lambda: load_split(cfg.data, "train"))  # rank 0 fills the cache
     if tc.subsets > len(data.images):
         raise DataError(f"train.subsets={tc.subsets} is more than the {len(data.images)} training images "
                         f"of data.source '{cfg.data.source}'")
     subsets = incremental.split_subsets(len(data.images), tc.subsets, tc.seed)
+    distributed.check_shards([len(s) for s in subsets], tc.batch_size, group)
     images = torch.from_numpy(data.images)  # uint8 NHWC stays on the host; one batch at a time moves
     task = make_task(cfg.task)
     schedule = schedule_from_config(cfg.diffusion)
@@ -156,12 +159,13 @@ def train(
     # Masks, gamma and noise are drawn where the batch lives: on the host they cost ~20 ms per 256-px batch
     # of 8 (two B x 3 x H x W normal draws and the masks, measured on a 2-core CPU), a large share of a GPU step.
     generator = torch.Generator(device).manual_seed(tc.seed)
+    distributed.seed_ranks(generator, tc.seed, group)  # K ranks: one stream each (model/distributed.py)
     step_net = torch.compile(net) if tc.compile else net
 
     progress = {"epoch": 0, "step_in_epoch": 0, "steps": 0, "images_seen": 0, "train_seconds": 0.0,
                 "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "pending_eval": None}
     history: list[dict] = []
-    resumed_from, ckpt = newest_readable_checkpoint(run_dir / "checkpoints")
+    resumed_from, ckpt = distributed.main_first(group, lambda: newest_readable_checkpoint(run_dir / "checkpoints"))
     if resumed_from is not None:
         if json.loads(ckpt["config"]) != json.loads(config_json):
             raise CheckpointError(f"{resumed_from}: checkpoint was written by another config")
@@ -169,21 +173,29 @@ def train(
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        if not set_rng_state(ckpt["rng"], generator, reseed=tc.seed * 1_000_003 + ckpt["progress"]["steps"]):
+        reseed = distributed.rank_seed(tc.seed * 1_000_003 + ckpt["progress"]["steps"], group)
+        if not set_rng_state(distributed.rank_rng(ckpt, group), generator, reseed=reseed):
             print(f"warning: {resumed_from.name} was written on another kind of device "
                   f"({ckpt['rng'].get('generator_device', 'cpu')}); the random stream of masks and noise restarts "
                   "from a new seed, so this run is valid but not bitwise the same as an uninterrupted one",
                   file=sys.stderr)
         progress.update(ckpt["progress"])
         history = list(ckpt["history"])
-        write_json(run_dir / "history.json", history)  # a kill may have come between checkpoint and history
+        if group.is_main:
+            write_json(run_dir / "history.json", history)  # a kill may have come between checkpoint and history
     elif init_from is not None:
         load_transfer_weights(Path(init_from), net, ema, cfg)
+    step_net = distributed.wrap(step_net, device, group)
 
-    def checkpoint() -> Path:
+    def checkpoint() -> Path | None:
+        rngs = distributed.gather_rng(rng_state(generator), group)  # every rank's streams, on rank 0
+        if not group.is_main:
+            return None
         payload = {"config": config_json, "net": net.state_dict(), "ema": ema.state_dict(),
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "rng": rng_state(generator), "progress": dict(progress), "history": history}
+                   "rng": rngs[0], "progress": dict(progress), "history": history}
+        if group.active:
+            payload["rng_ranks"] = rngs
         path = save_checkpoint(run_dir / "checkpoints", progress["steps"], payload, tc.keep_checkpoints)
         fault("checkpoint-saved")
         write_json(run_dir / "history.json", history)
@@ -194,7 +206,7 @@ def train(
         epoch = progress["pending_eval"]
         if epoch is None:
             return
-        if evaluate_fn is not None:
+        if evaluate_fn is not None and group.is_main:
             ema.module.eval()
             rng = torch.get_rng_state()
             history[epoch - 1]["metrics"] = evaluate_fn(ema.module, epoch)
@@ -202,7 +214,7 @@ def train(
             fault("evaluate")
         progress["pending_eval"] = None
         checkpoint()
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and group.is_main:
             on_epoch_end(history[epoch - 1], history)
 
     last_path = resumed_from
@@ -212,7 +224,8 @@ def train(
     while progress["epoch"] < total_epochs:
         if budget.epochs is not None and epochs_this_session >= budget.epochs:
             break
-        if budget.minutes is not None and (time.perf_counter() - session_start) / 60 >= budget.minutes:
+        if budget.minutes is not None and distributed.any_rank(
+                (time.perf_counter() - session_start) / 60 >= budget.minutes, group):
             break
         epoch = progress["epoch"]
         subset = incremental.subset_of_epoch(epoch, tc.subsets, tc.epochs_per_subset)
@@ -221,7 +234,7 @@ def train(
         net.train()
         for b in range(progress["step_in_epoch"], len(batch_list)):
             t0 = time.perf_counter()
-            y0 = images_to_tensor(images[torch.from_numpy(batch_list[b])], device)
+            y0 = images_to_tensor(images[torch.from_numpy(distributed.shard(batch_list[b], group))], device)
             if tc.hflip:
                 flip = torch.rand(len(y0), generator=generator, device=generator.device).to(y0.device) < 0.5
                 y0 = torch.where(flip.view(-1, 1, 1, 1), y0.flip(-1), y0)
@@ -231,6 +244,7 @@ def train(
             with autocast_context(device):
                 loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss,
                                                    cfg.diffusion.prediction))
+            loss = distributed.scale_loss(loss, mask, group)  # this rank's share x K; itself on one process
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip is not None:
@@ -240,21 +254,21 @@ def train(
             ema.update_parameters(net)
             # Read the loss once, at the end: a read-back before backward() would stall a GPU mid-step. A
             # non-finite loss has spoiled only these in-memory weights; the last checkpoint is untouched.
-            loss_value = loss.item()
+            loss_value = distributed.batch_loss(loss, group).item()  # the global batch's
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(f"loss became {loss_value} at epoch {epoch + 1}, step {b + 1}; "
                                        f"last good checkpoint kept in {run_dir / 'checkpoints'}")
             dt = time.perf_counter() - t0
             progress.update(step_in_epoch=b + 1, steps=progress["steps"] + 1,
-                            images_seen=progress["images_seen"] + len(y0),
+                            images_seen=progress["images_seen"] + len(batch_list[b]),
                             train_seconds=progress["train_seconds"] + dt,
                             epoch_seconds=progress["epoch_seconds"] + dt,
                             epoch_loss_sum=progress["epoch_loss_sum"] + loss_value)
             fault("train-step")
-            if on_step is not None:
+            if on_step is not None and group.is_main:
                 on_step({"epoch": epoch + 1, "epochs": total_epochs, "subset": subset + 1,
                          "subsets": tc.subsets, "step": b + 1, "steps": len(batch_list), "loss": loss_value,
-                         "images_per_second": len(y0) / dt, "lr": scheduler.get_last_lr()[0]})
+                         "images_per_second": len(batch_list[b]) / dt, "lr": scheduler.get_last_lr()[0]})
             if tc.checkpoint_every_steps and progress["steps"] % tc.checkpoint_every_steps == 0 \
                     and b + 1 < len(batch_list):
                 last_path = checkpoint()
@@ -273,9 +287,10 @@ def train(
         epochs_this_session += 1
         if due:
             run_pending_eval()
-        elif on_epoch_end is not None:
+        elif on_epoch_end is not None and group.is_main:
             on_epoch_end(record, history)
 
     status = "done" if progress["epoch"] >= total_epochs else "paused"
+    distributed.leave(group)
     return TrainResult(status=status, history=history, num_parameters=net.num_parameters(),
                        checkpoint=last_path, resumed_from=resumed_from)
