@@ -34,7 +34,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model.config import RunConfig
+from model.config import RunConfig, run_identity
 from model.errors import ConfigError
 
 from .presets import EPOCH_MULTIPLIER, SCALES
@@ -76,7 +76,7 @@ class StageRun:
     def key(self) -> str:
         """Content hash of everything that determines this run's weights (its config and its upstream)."""
         up = self.upstream.key if self.upstream else self.transfer_source
-        blob = json.dumps({"config": self.config.model_dump(mode="json"), "from": up}, sort_keys=True)
+        blob = json.dumps({"config": run_identity(self.config), "from": up}, sort_keys=True)
         return f"{self.stage}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
 
     def chain(self) -> list[StageRun]:

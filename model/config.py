@@ -172,3 +172,23 @@ class RunConfig(_Strict):
                     f"data.image_size={self.data.image_size} (sizes: {', '.join(map(str, sizes))})"
                 )
         return self
+
+
+# Keys added after run folders existed, with the value that gives the old behaviour. A run's identity leaves
+# them out while they hold that value, so run folders, checkpoints and run keys written before the key was
+# added stay valid (resumable, and found again by `bench run`).
+LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {("train", "processes"): 1}
+
+
+def run_identity(cfg: RunConfig | dict | str) -> dict:
+    """The JSON-able config that decides a run's weights: `cfg` (a RunConfig, its dict or its JSON) with the
+    later keys at their old behaviour left out. Raises pydantic.ValidationError on a config that is not valid."""
+    if isinstance(cfg, str):
+        cfg = RunConfig.model_validate_json(cfg)
+    elif isinstance(cfg, dict):
+        cfg = RunConfig.model_validate(cfg)
+    d = cfg.model_dump(mode="json")
+    for (section, key), old in LATER_KEYS_AT_OLD_BEHAVIOUR.items():
+        if d[section].get(key) == old:
+            del d[section][key]
+    return d

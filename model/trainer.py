@@ -28,7 +28,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import RunConfig
+from .config import RunConfig, run_identity
 from .data import load_split
 from .device import autocast_context, resolve_device
 from .ema import make_ema
@@ -67,6 +67,15 @@ def images_to_tensor(images_uint8, device) -> torch.Tensor:
 
 def build_network(cfg: RunConfig) -> UNet:
     return UNet(cfg.model, image_size=cfg.data.image_size)
+
+
+def same_run_config(stored_json: str, cfg: RunConfig) -> bool:
+    """Whether a run folder's or checkpoint's stored config is this run's (keys added since, at their old
+    behaviour, do not count: model.config.run_identity)."""
+    try:
+        return run_identity(stored_json) == run_identity(cfg)
+    except ValueError:  # pydantic's ValidationError and JSON errors: a config of another version
+        return False
 
 
 def check_architecture(ckpt: dict, path: Path, cfg: RunConfig) -> None:
@@ -136,7 +145,7 @@ def train(
         remove_stale_temporaries(folder)  # what a killed session was writing
     config_json = cfg.model_dump_json(indent=2)
     config_path = run_dir / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config_json):
+    if config_path.exists() and not same_run_config(config_path.read_text(), cfg):
         raise ConfigError(f"{config_path}: this run folder was started with another config; use a new folder")
     if not config_path.exists() and group.is_main:
         atomic_write_bytes(config_path, lambda f: f.write(config_json.encode()))
@@ -167,7 +176,7 @@ def train(
     history: list[dict] = []
     resumed_from, ckpt = distributed.main_first(group, lambda: newest_readable_checkpoint(run_dir / "checkpoints"))
     if resumed_from is not None:
-        if json.loads(ckpt["config"]) != json.loads(config_json):
+        if not same_run_config(ckpt["config"], cfg):
             raise CheckpointError(f"{resumed_from}: checkpoint was written by another config")
         net.load_state_dict(ckpt["net"])
         ema.load_state_dict(ckpt["ema"])

@@ -186,3 +186,20 @@ def test_a_checkpoint_from_another_kind_of_device_resumes_with_a_fresh_noise_str
     assert "written on another kind of device (cuda)" in capfd.readouterr().err
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert all(np.isfinite(h["loss"]) for h in result.history)
+
+
+def test_a_run_folder_from_before_a_later_key_still_resumes(tmp_path, smoke_config):
+    # train.processes was added after run folders existed: a folder and checkpoint without it (at its old
+    # behaviour, 1 process) are the same run, and another value is another run.
+    from model.config import RunConfig, run_identity
+
+    cfg = smoke_config(train__epochs=2)
+    train(cfg, tmp_path / "run", device="cpu", budget=Budget(epochs=1))
+    config_path = tmp_path / "run" / "config.json"
+    old = json.loads(config_path.read_text())
+    del old["train"]["processes"]
+    config_path.write_text(json.dumps(old))
+    assert run_identity(old) == run_identity(cfg)
+    assert run_identity(RunConfig.model_validate(old).model_copy(update={"train": cfg.train.model_copy(
+        update={"processes": 2})})) != run_identity(cfg)
+    assert train(cfg, tmp_path / "run", device="cpu").status == "done"
