@@ -63,12 +63,13 @@ def _curves(data: StudyData, metrics: list[str]) -> pd.DataFrame:
 
 def _save(fig, handles, labels, path: Path) -> Path:
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(2, len(labels)), fontsize=7, frameon=False)
-        legend_inches = 0.25 + 0.16 * ((len(labels) + 1) // 2)
+        ncol = 1 if max(map(len, labels)) > 60 else min(2, len(labels))  # long run labels: one column
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+        legend_inches = 0.25 + 0.16 * -(-len(labels) // ncol)
         fig.tight_layout(rect=(0, min(0.5, legend_inches / fig.get_figheight()), 1, 1))
     else:
         fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # the whole legend, however long its labels
     plt.close(fig)
     return path
 

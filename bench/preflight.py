@@ -3,6 +3,7 @@ run before anything is written, so bad input fails in one line with nothing half
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -29,12 +30,33 @@ def check_results_root(results_root: Path) -> None:
         raise BenchError(f"{root}: results folder is not writable (use --results DIR)")
 
 
+def check_same_configuration(study: Study, results_root: Path) -> None:
+    """Refuse a results folder whose finished trials trained another configuration of the same sweep points
+    (another --scale or --set): a trial's folder is named by its point and seed, so they would be taken as done
+    and reported as this configuration's results."""
+    study_dir = Path(results_root) / study.name
+    for trial in study.trials:
+        done = study_dir / "trials" / trial.key / "trial.json"
+        if not done.exists():
+            continue
+        try:
+            ran = json.loads(done.read_text())["chain"][-1]["key"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue  # unreadable: the runner's own checks report it
+        if ran != trial.run.key:
+            raise ConfigError(
+                f"{study_dir}: its finished trials ran another configuration of this study (another --scale or "
+                f"--set: trial {trial.label} seed {trial.seed} trained {ran}, this call would train "
+                f"{trial.run.key}); use another --results folder, or remove {study_dir}")
+
+
 def preflight(study: Study, results_root: Path) -> dict:
     """Validate what only the data can tell; returns {data source: (train, test) sizes} for the record."""
     where = str(study.path)
     if study.name in RESERVED:
         raise ConfigError(f"{where}: name {study.name!r} is reserved for committed results; choose another")
     check_results_root(results_root)
+    check_same_configuration(study, results_root)
     sizes: dict[str, tuple[int, int]] = {}
     seen = set()
     for trial in study.trials:

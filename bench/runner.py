@@ -37,6 +37,7 @@ from . import gate, records, search_space
 from .claims import FileClaims, claims_for, server_lock
 from .launch import train_processes
 from .locks import file_lock
+from .preflight import check_same_configuration
 from .study import SCRATCH, StageRun, Study, Trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -411,6 +412,7 @@ def study_status(study: Study, results_root: Path, storage=None) -> list[dict]:
     """One row per trial: finished (complete / failed), running (claimed by a live worker), interrupted or
     pending. `storage` (an Optuna storage object): where claims live when it is a server (PostgreSQL)."""
     records.published_copy(Path(results_root) / study.name)  # results/reference/*: tables only, no trial states
+    check_same_configuration(study, results_root)  # finished trials of another --scale / --set are not these
     with claims_for(storage) if storage is not None else FileClaims() as claims:
         return [_status_row(study, results_root, t, claims) for t in study.trials]
 

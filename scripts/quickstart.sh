@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-workers=${WORKERS:-$(( $(nproc) < 2 ? 1 : 2 ))}
+workers=${WORKERS:-$(( $(nproc --all) < 2 ? 1 : 2 ))}  # --all: nproc alone obeys OMP_NUM_THREADS
 pids=()
 for i in $(seq 2 "$workers"); do
     log=$(mktemp "${TMPDIR:-/tmp}/palette-bench-worker$i.XXXX.log")
@@ -16,7 +16,7 @@ for i in $(seq 2 "$workers"); do
     sleep 5  # let the first worker create the study
 done
 status=0
-OMP_NUM_THREADS=$(( workers > 1 ? 1 : $(nproc) )) .venv/bin/bench run ablations/paper.yaml --no-report "$@" || status=$?
+OMP_NUM_THREADS=$(( workers > 1 ? 1 : $(nproc --all) )) .venv/bin/bench run ablations/paper.yaml --no-report "$@" || status=$?
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 [ "$status" -eq 2 ] && exit 2
 # Every trial is finished (or failed): this call trains nothing, writes the report, and exits 0 / 1.

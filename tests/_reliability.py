@@ -36,6 +36,13 @@ TINY_BASE = {
 }
 
 
+# Three points over two stages: the inpainting run is trained for point 1 and, as upstream, for point 3.
+TWO_STAGES = {"inpaint": {"task.name": "inpainting"},
+              "color": {"task.name": "colorization", "transfer_source": "inpaint"}}
+TWO_STAGE_SWEEP = {"zip": {"stage": ["inpaint", "color", "color"],
+                           "transfer_source": ["scratch", "scratch", "inpaint"]}}
+
+
 def tiny_study(path: Path, name: str = "tiny", **keys) -> Path:
     """Write a tiny study file (`keys` replace top-level keys: sweep, stages, seeds, baseline, base...)."""
     spec = {"name": name, "quality_metric": "l1", "base": TINY_BASE,

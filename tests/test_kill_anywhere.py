@@ -15,6 +15,8 @@ import time
 import pandas as pd
 import pytest
 from _reliability import (
+    TWO_STAGE_SWEEP,
+    TWO_STAGES,
     assert_exactly_once,
     assert_same_weights,
     comparable_records,
@@ -29,9 +31,7 @@ from _reliability import (
 )
 
 # Three trials over two stages: the inpainting run is shared by trial 1 and (as upstream) trial 3.
-STAGES = {"inpaint": {"task.name": "inpainting"},
-          "color": {"task.name": "colorization", "transfer_source": "inpaint"}}
-SWEEP = {"zip": {"stage": ["inpaint", "color", "color"], "transfer_source": ["scratch", "scratch", "inpaint"]}}
+STAGES, SWEEP = TWO_STAGES, TWO_STAGE_SWEEP
 
 # Each entry is one `bench run` that must die at that site (count = arrival in that process). In order:
 # inpaint run killed mid-epoch 2; killed in its last evaluation; killed after the final checkpoint but before

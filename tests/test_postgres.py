@@ -20,6 +20,8 @@ import pytest
 from _postgres import REQUIRE_ENV, missing_reason, postgres_server
 from _reliability import (
     REPO,
+    TWO_STAGE_SWEEP,
+    TWO_STAGES,
     assert_exactly_once,
     assert_same_weights,
     bench_cmd,
@@ -40,9 +42,7 @@ from model.errors import ConfigError
 from model.faults import ENV as FAULT_ENV
 
 # Six trials over two stages (two per-stage Optuna studies); each inpainting run is shared by two trials.
-STAGES = {"inpaint": {"task.name": "inpainting"},
-          "color": {"task.name": "colorization", "transfer_source": "inpaint"}}
-SWEEP = {"zip": {"stage": ["inpaint", "color", "color"], "transfer_source": ["scratch", "scratch", "inpaint"]}}
+STAGES, SWEEP = TWO_STAGES, TWO_STAGE_SWEEP
 SEEDS = [0, 1]
 
 

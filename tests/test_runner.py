@@ -108,3 +108,18 @@ def test_a_failing_trial_does_not_stop_the_study(study_file, tmp_path, capsys):
     assert trials.loc[1e30, "state"] == "failed"
     assert "loss became" in trials.loc[1e30, "reason"]
     assert trials.loc[1e-4, "state"] == "complete"
+
+
+def test_a_results_folder_of_another_configuration_is_refused(study_file, tmp_path, capsys):
+    # Trial folders are named by point and seed: another --set (or --scale) must not find them "done".
+    results = tmp_path / "results"
+    assert _run(study_file, results, "--trials", "1") == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in (results / "tiny").rglob("*") if p.is_file()}
+    assert _run(study_file, results, "--set", "train.lr=0.5") == 2
+    assert main(["status", str(study_file), "--scale", "smoke", "--results", str(results),
+                 "--set", "train.lr=0.5"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all("ran another configuration of this study" in line for line in lines)
+    assert {p: p.read_bytes() for p in (results / "tiny").rglob("*") if p.is_file()} == before
+    assert _run(study_file, results) == 0  # the same configuration resumes as before
