@@ -158,6 +158,16 @@ def time_per_epoch(data: StudyData, out_dir: Path) -> Path | None:
     return _save(fig, [], [], out_dir / "time_per_epoch.png")
 
 
+def reach_bars(reach: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Bar lengths (NaN: no bar) and labels of the transfer figure. The learned gate applies as in the table:
+    no bar and no verdict where the comparison involves a model that did not learn (bench/gate.py)."""
+    gated = reach["unlearned"].astype(bool).to_numpy() if "unlearned" in reach else np.zeros(len(reach), bool)
+    epochs = np.where(gated, np.nan, reach["epochs_to_reach"].to_numpy(dtype=float))
+    texts = ["no verdict: did not learn" if g else f"not reached in {t:g}" if np.isnan(e) else f"{e:g}"
+             for e, t, g in zip(epochs, reach["trained_epochs"], gated, strict=True)]
+    return epochs, texts
+
+
 def transfer_reach(reach: pd.DataFrame, out_dir: Path) -> Path | None:
     """Bars of the epochs each source needs to reach the scratch run's final quality ('not reached')."""
     if reach.empty:
@@ -165,11 +175,10 @@ def transfer_reach(reach: pd.DataFrame, out_dir: Path) -> Path | None:
     names = [f"{r['stage']} ← {r['transfer_source']}" for _, r in reach.iterrows()]
     fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.35 * len(names)))
     y = np.arange(len(names))
-    epochs = reach["epochs_to_reach"].to_numpy(dtype=float)
+    epochs, texts = reach_bars(reach)
     colors = ["0.6" if s == "scratch" else "C0" for s in reach["transfer_source"]]
     ax.barh(y, np.nan_to_num(epochs), color=colors)
-    for yi, (e, trained) in enumerate(zip(epochs, reach["trained_epochs"], strict=True)):
-        text = f"not reached in {trained:g}" if np.isnan(e) else f"{e:g}"
+    for yi, (e, text) in enumerate(zip(epochs, texts, strict=True)):
         ax.text(0 if np.isnan(e) else e, yi, " " + text, va="center", fontsize=7)
     ax.set_yticks(y, names, fontsize=7)
     ax.invert_yaxis()

@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench import gate, tables
+from bench import figures, gate, tables
 from bench.findings import findings
 from bench.tables import StudyData
 
@@ -106,3 +106,8 @@ def test_epochs_to_reach_gives_no_verdict_for_an_unlearned_source(tmp_path):
     text = _findings(data)
     assert any("starting from `color_src` reached the from-scratch final KID×10³ after 1 epochs" in s for s in text)
     assert any("starting from `inpaint`: no verdict" in s for s in text), text
+    # the figure follows the table: a bar and a number only where the comparison learned
+    epochs, texts = figures.reach_bars(raw)
+    bars = dict(zip(raw["transfer_source"], zip(epochs, texts, strict=True), strict=True))
+    assert bars["color_src"] == (1.0, "1")
+    assert math.isnan(bars["inpaint"][0]) and bars["inpaint"][1] == "no verdict: did not learn"
