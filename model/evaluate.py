@@ -67,18 +67,19 @@ class Evaluator:
                         "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
                         "synthetic_count": cfg.data.synthetic_count, "test_fraction": cfg.data.test_fraction}
 
+    def _batch(self, start: int, stop: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets, conditions and masks of samples start..stop-1 on `device`; sample i's condition is seeded
+        seed + i, so it is the same in `generate` and `inputs`."""
+        y0 = torch.from_numpy(self.targets[start:stop]).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        cond, mask = self.task.make(y0, [torch.Generator().manual_seed(self.seed + i) for i in range(start, stop)])
+        return y0, cond, mask
+
     def inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What `generate` feeds the network, without one: (targets, conditions, masks) on the CPU,
-        [n, 3, H, W] in [-1, 1] and [n, 1, H, W], sample i's condition seeded as in `generate`."""
-        y0 = torch.from_numpy(self.targets).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        conds, masks = [], []
-        for start in range(0, self.n, self.cfg.eval.batch_size):
-            idx = range(start, min(start + self.cfg.eval.batch_size, self.n))
-            cond, mask = self.task.make(y0[idx.start:idx.stop], [torch.Generator().manual_seed(self.seed + i)
-                                                                 for i in idx])
-            conds.append(cond)
-            masks.append(mask)
-        return y0, torch.cat(conds), torch.cat(masks)
+        [n, 3, H, W] in [-1, 1] and [n, 1, H, W], batched as `generate` batches them."""
+        bs = self.cfg.eval.batch_size
+        parts = [self._batch(start, min(start + bs, self.n), "cpu") for start in range(0, self.n, bs)]
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
     def generate(self, net: torch.nn.Module, return_intermediates: bool = False):
         """All n samples: (outputs, conditions, masks) as float tensors on the CPU, and seconds per image."""
@@ -87,11 +88,8 @@ class Evaluator:
         bs = self.cfg.eval.batch_size
         for start in range(0, self.n, bs):
             idx = range(start, min(start + bs, self.n))
-            y0 = torch.from_numpy(self.targets[start:start + len(idx)]).to(self.device)
-            y0 = y0.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-            cond_gens = [torch.Generator().manual_seed(self.seed + i) for i in idx]
+            y0, cond, mask = self._batch(idx.start, idx.stop, self.device)
             noise_gens = [torch.Generator(self.device).manual_seed(self.seed + NOISE_STREAM + i) for i in idx]
-            cond, mask = self.task.make(y0, cond_gens)
             t0 = time.perf_counter()
             with autocast_context(self.device):
                 result = sample(net, cond, mask, y0, self.sampler, noise_gens,
@@ -124,8 +122,7 @@ class Evaluator:
     def time_ddpm(self, net: torch.nn.Module, n: int) -> float:
         """Seconds per image of ancestral sampling over all T steps of the training schedule."""
         ddpm = make_sampler("ddpm", self.sampler.schedule, prediction=self.cfg.diffusion.prediction)
-        y0 = torch.from_numpy(self.targets[:n]).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        cond, mask = self.task.make(y0, [torch.Generator().manual_seed(self.seed + i) for i in range(n)])
+        y0, cond, mask = self._batch(0, n, self.device)
         gens = [torch.Generator(self.device).manual_seed(self.seed + NOISE_STREAM + i) for i in range(n)]
         net.eval()
         t0 = time.perf_counter()

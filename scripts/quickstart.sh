@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The built-in photos come from two Debian packages (`apt-get download`, see README *Data*); a fresh machine's
+# apt has no package lists until its first update, as .ci/run does too.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then
+    apt-get update -qq || true
+fi
 workers=${WORKERS:-$(( $(nproc --all) < 2 ? 1 : 2 ))}  # --all: nproc alone obeys OMP_NUM_THREADS
 pids=()
 for i in $(seq 2 "$workers"); do
