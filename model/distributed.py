@@ -60,7 +60,10 @@ def join(device: torch.device) -> tuple[Group, torch.device]:
 
 
 def leave(group: Group) -> None:
+    """Leave the process group together: a rank that tears gloo down while another still holds its connection
+    can abort that rank ("terminate called without an active exception", seen in CI), so all meet first."""
     if group.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
