@@ -26,6 +26,7 @@ from skimage.restoration import inpaint_biharmonic
 from .checkpoint import atomic_write_bytes, remove_stale_temporaries
 from .config import RunConfig
 from .data.cache import cache_root
+from .metrics.reference import pixels_digest
 
 VERSION = "trivial-baselines/v1"  # bump when a baseline or the scoring changes: old cache entries are ignored
 
@@ -92,7 +93,7 @@ BASELINES: dict[str, dict[str, Baseline]] = {
 def _cache_key(cfg: RunConfig, ev) -> str:
     key = {**ev.ref_key, "categories": cfg.data.categories, "task": cfg.task.model_dump(mode="json"),
            "seed": ev.seed, "metrics": sorted(cfg.eval.metrics), "baselines": list(BASELINES[cfg.task.name]),
-           "shape": list(ev.targets.shape), "version": VERSION}
+           "shape": list(ev.targets.shape), "pixels": pixels_digest(ev.targets), "version": VERSION}
     return json.dumps(key, sort_keys=True)
 
 

@@ -124,3 +124,23 @@ def test_trivial_scores_are_cached_per_evaluation_setting(smoke_config, tmp_path
     other_seed.eval.seed += 1  # ... but another evaluation setting gets its own entry
     assert trivial_scores(other_seed)["mean_fill"]["psnr"] != first["mean_fill"]["psnr"]
     assert len(list((tmp_path / "baselines").glob("trivial-*.json"))) == 2
+
+
+def test_a_replaced_photo_is_scored_afresh(smoke_config, tmp_path):
+    """Same folder, same names and count, one photo's pixels replaced: the cached scores must not be reused."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    cfg = smoke_config(task__name="inpainting", eval__n_samples=2, eval__metrics=["psnr"],
+                       data__source="folder", data__path=str(photos), data__test_fraction=0.5,
+                       data__cache_dir=str(tmp_path / "cache"))
+    first = trivial_scores(cfg)
+    for path in photos.iterdir():  # every photo becomes flat grey: same names, new pixels
+        Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(path)
+    again = trivial_scores(cfg)
+    assert again["mean_fill"]["psnr"] != first["mean_fill"]["psnr"]
+    assert len(list((tmp_path / "cache" / "baselines").glob("trivial-*.json"))) == 2

@@ -254,7 +254,11 @@ def test_reference_stats_cached(tmp_path, monkeypatch):
         np.testing.assert_array_equal(first[name], second[name])
     with pytest.raises(AssertionError, match="cache"):  # another key -> another file
         reference.reference_stats(imgs, {**key, "split": "test"}, tmp_path, "cpu")
-    path = reference.cache_path(key, imgs.shape, tmp_path)
+    with pytest.raises(AssertionError, match="cache"):  # same key, other pixels (a photo replaced) -> recomputed
+        changed = imgs.copy()
+        changed[0, 0, 0, 0] ^= 1
+        reference.reference_stats(changed, key, tmp_path, "cpu")
+    path = reference.cache_path(key, imgs, tmp_path)
     with open(path, "wb") as fh:
         fh.write(b"truncated")
     monkeypatch.undo()
