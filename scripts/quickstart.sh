@@ -12,6 +12,7 @@ bash scripts/setup.sh
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then
     apt-get update -qq || true
 fi
+started=$(date +%s)
 workers=${WORKERS:-$(( $(nproc --all) < 2 ? 1 : 2 ))}  # --all: nproc alone obeys OMP_NUM_THREADS
 pids=()
 for i in $(seq 2 "$workers"); do
@@ -25,4 +26,7 @@ OMP_NUM_THREADS=$(( workers > 1 ? 1 : $(nproc --all) )) .venv/bin/bench run abla
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 [ "$status" -eq 2 ] && exit 2
 # Every trial is finished (or failed): this call trains nothing, writes the report, and exits 0 / 1.
-exec .venv/bin/bench run ablations/paper.yaml "$@"
+status=0
+.venv/bin/bench run ablations/paper.yaml "$@" || status=$?
+echo "quickstart: the study took $(( ($(date +%s) - started + 30) / 60 )) min with $workers worker(s)"
+exit "$status"
