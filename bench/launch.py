@@ -90,11 +90,11 @@ def train_processes(cfg: RunConfig, run_dir: Path, device: str, init_from: Path 
     if code != 0:
         raise RuntimeError(f"{run_dir}: a rank of {cfg.train.processes} exited with status {code} "
                            "(its error is in the log above)")
+    num_parameters = build_network(cfg).num_parameters()
     path = latest_checkpoint(Path(run_dir) / "checkpoints")
     if path is None:  # a session budget spent before the first checkpoint
-        return TrainResult(status="paused", history=[], num_parameters=build_network(cfg).num_parameters(),
-                           checkpoint=None)
+        return TrainResult(status="paused", history=[], num_parameters=num_parameters, checkpoint=None)
     ckpt = load_checkpoint(path)
     done = ckpt["progress"]["epoch"] >= cfg.train.total_epochs and ckpt["progress"]["pending_eval"] is None
     return TrainResult(status="done" if done else "paused", history=list(ckpt["history"]),
-                       num_parameters=build_network(cfg).num_parameters(), checkpoint=path)
+                       num_parameters=num_parameters, checkpoint=path)
