@@ -114,6 +114,11 @@ class TrainConfig(_Strict):
     epochs: int | None = Field(None, ge=1)  # overrides N*E; subsets then cycle
     seed: int = 0
     checkpoint_every_steps: int | None = Field(None, ge=1)  # mid-epoch checkpoints (plus every epoch end)
+    # 0: a checkpoint at every epoch end. > 0: an epoch end writes one only when this many minutes have passed
+    # since the session's last; evaluation epochs, the last epoch and a session's end always write one. For
+    # tiny epochs (the cpu scale: 5 steps of 16 images, a 30 MB checkpoint each) that are mostly checkpointing.
+    # Bookkeeping: not part of a run's identity (model.config.run_identity), as it cannot change the weights.
+    checkpoint_minutes: float = Field(0.0, ge=0.0)
     keep_checkpoints: int = Field(2, ge=1)
     grad_clip: float | None = Field(1.0, gt=0.0)
     # Random horizontal flips of each training pair (target and condition alike), as edm and guided-diffusion
@@ -178,11 +183,15 @@ class RunConfig(_Strict):
 # them out while they hold that value, so run folders, checkpoints and run keys written before the key was
 # added stay valid (resumable, and found again by `bench run`).
 LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {("train", "processes"): 1}
+# Keys that decide when state is written, never what is learned: never part of a run's identity, so a run can be
+# resumed, or found again by `bench run`, with another value.
+BOOKKEEPING_KEYS: set[tuple[str, str]] = {("train", "checkpoint_minutes")}
 
 
 def run_identity(cfg: RunConfig | dict | str) -> dict:
     """The JSON-able config that decides a run's weights: `cfg` (a RunConfig, its dict or its JSON) with the
-    later keys at their old behaviour left out. Raises pydantic.ValidationError on a config that is not valid."""
+    later keys at their old behaviour and the bookkeeping keys left out. Raises pydantic.ValidationError on a
+    config that is not valid."""
     if isinstance(cfg, str):
         cfg = RunConfig.model_validate_json(cfg)
     elif isinstance(cfg, dict):
@@ -191,4 +200,6 @@ def run_identity(cfg: RunConfig | dict | str) -> dict:
     for (section, key), old in LATER_KEYS_AT_OLD_BEHAVIOUR.items():
         if d[section].get(key) == old:
             del d[section][key]
+    for section, key in BOOKKEEPING_KEYS:
+        d[section].pop(key, None)
     return d

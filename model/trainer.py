@@ -196,7 +196,12 @@ def train(
         load_transfer_weights(Path(init_from), net, ema, cfg)
     step_net = distributed.wrap(step_net, device, group)
 
+    last_saved = time.perf_counter()  # a session starts from a checkpoint (or from nothing to lose)
+    unsaved = False  # epochs finished since the last checkpoint (train.checkpoint_minutes)
+
     def checkpoint() -> Path | None:
+        nonlocal last_saved, unsaved
+        last_saved, unsaved = time.perf_counter(), False
         rngs = distributed.gather_rng(rng_state(generator), group)  # every rank's streams, on rank 0
         if not group.is_main:
             return None
@@ -292,13 +297,20 @@ def train(
         due = epoch + 1 == total_epochs or (eval_every > 0 and (epoch + 1) % eval_every == 0)
         progress.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_seconds=0.0,
                         pending_eval=epoch + 1 if due else None)
-        last_path = checkpoint()
+        # `due` covers the last epoch; the clock is read on every rank alike (any_rank), as all join checkpoint()
+        if due or not tc.checkpoint_minutes or distributed.any_rank(
+                time.perf_counter() - last_saved >= 60 * tc.checkpoint_minutes, group):
+            last_path = checkpoint()
+        else:
+            unsaved = True
         epochs_this_session += 1
         if due:
             run_pending_eval()
         elif on_epoch_end is not None and group.is_main:
             on_epoch_end(record, history)
 
+    if unsaved:  # the session's budget ended it between checkpoints
+        last_path = checkpoint()
     status = "done" if progress["epoch"] >= total_epochs else "paused"
     distributed.leave(group)
     return TrainResult(status=status, history=history, num_parameters=net.num_parameters(),

@@ -203,3 +203,32 @@ def test_a_run_folder_from_before_a_later_key_still_resumes(tmp_path, smoke_conf
     assert run_identity(RunConfig.model_validate(old).model_copy(update={"train": cfg.train.model_copy(
         update={"processes": 2})})) != run_identity(cfg)
     assert train(cfg, tmp_path / "run", device="cpu").status == "done"
+
+
+def test_checkpoint_minutes_skips_epoch_checkpoints_but_keeps_sessions_and_evaluations(tmp_path, smoke_config):
+    # train.checkpoint_minutes = 60: no epoch end of a seconds-long run is an hour after the last checkpoint, so
+    # only the evaluation epoch, the session ends and the last epoch write one; the weights are the ones of a run
+    # that checkpoints every epoch, and a run folder resumes with another value (bookkeeping, not identity).
+    from model.config import run_identity
+
+    every = smoke_config(train__subsets=2, train__epochs_per_subset=3, train__keep_checkpoints=50,
+                         eval__every_epochs=2)
+    rare = every.model_copy(update={"train": every.train.model_copy(update={"checkpoint_minutes": 60.0})})
+    assert run_identity(rare) == run_identity(every)
+    full = train(every, tmp_path / "every", device="cpu", evaluate_fn=lambda net, e: {})
+    steps_per_epoch = full.history[0]["steps"]
+    assert len(list_checkpoints(tmp_path / "every" / "checkpoints")) == 6  # one per epoch (evaluations: same step)
+
+    first = train(rare, tmp_path / "rare", device="cpu", budget=Budget(epochs=3), evaluate_fn=lambda n, e: {})
+    assert first.status == "paused"
+    saved = [int(p.stem.split("-")[1]) for p in list_checkpoints(tmp_path / "rare" / "checkpoints")]
+    assert saved == [2 * steps_per_epoch, 3 * steps_per_epoch]  # the evaluation at epoch 2, the session's end
+    second = train(every, tmp_path / "rare", device="cpu", evaluate_fn=lambda n, e: {})  # resumes with 0
+    assert second.status == "done" and second.resumed_from is not None
+    _assert_same(_weights(tmp_path / "every"), _weights(tmp_path / "rare"))
+
+    third = train(rare, tmp_path / "rare-once", device="cpu", evaluate_fn=lambda n, e: {})
+    saved = [int(p.stem.split("-")[1]) for p in list_checkpoints(tmp_path / "rare-once" / "checkpoints")]
+    assert third.status == "done" and [s // steps_per_epoch for s in saved] == [2, 4, 6]  # evaluations, last
+    _assert_same(_weights(tmp_path / "every"), _weights(tmp_path / "rare-once"))
+    assert [h["epoch"] for h in json.loads((tmp_path / "rare-once" / "history.json").read_text())] == list(range(1, 7))
