@@ -60,7 +60,8 @@ def test_three_workers_on_a_journal_file_share_the_grid_exactly_once(tmp_path, c
     assert_shared_exactly_once(results / "grid", url, texts)
     # `bench list` reads the journal too
     assert cli.main(["list", "--storage", url]) == 0
-    assert "grid" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "grid" in out and "L1 " in out  # the study's quality metric named beside its best value
 
 
 def test_storage_kinds(tmp_path):
