@@ -136,7 +136,7 @@ def cmd_list(args) -> int:
     from .progress import print_table
     from .runner import make_storage
     from .search_space import is_old_format
-    from .tables import QUALITY, SCALE
+    from .tables import SCALE, quality_name
 
     storage = args.storage or _storage_default(args.results)
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
@@ -146,7 +146,7 @@ def cmd_list(args) -> int:
     for s in optuna.get_all_study_summaries(storage=make_storage(storage)):
         old = is_old_format(s)  # written before one parameter per axis: still readable, no longer written
         metric = s.user_attrs.get("quality_metric", "")
-        header, scale = dict(QUALITY).get(metric, metric), SCALE.get(metric, 1)  # as the reports show it
+        header, scale = quality_name(metric), SCALE.get(metric, 1)  # as the reports show it
         rows.append({"study": s.study_name, "trials": s.n_trials, "scale": s.user_attrs.get("scale", ""),
                      "best": f"{header} {s.best_trial.value * scale:.4g}" if s.best_trial else "",
                      "format": "old: one `point` parameter (bench run writes <study>/<stage>)" if old else ""})

@@ -17,7 +17,7 @@ import math
 import pandas as pd
 
 from .gate import trivial_name
-from .tables import FID_RELIABLE_N, LOWER_IS_BETTER, QUALITY, SCALE, StudyData, fmt
+from .tables import FID_RELIABLE_N, LOWER_IS_BETTER, SCALE, StudyData, fmt, quality_name
 
 
 def _name(row) -> str:
@@ -59,7 +59,7 @@ def _gate_sentence(stage: str, data: StudyData, prefix: str) -> str | None:
     if flags.isna().all():
         return None
     best = done.dropna(subset=["trivial_best"]).iloc[0] if done["trivial_best"].notna().any() else None
-    k, qname = SCALE.get(q, 1.0), dict(QUALITY).get(q, q)
+    k, qname = SCALE.get(q, 1.0), quality_name(q)
     against = (f"the best trivial baseline, {trivial_name(best['trivial_best'])} at {qname} "
                f"{fmt(float(best[f'trivial_{q}']) * k)}" if best is not None else "the best trivial baseline")
     bad = done[flags == False]  # noqa: E712 (None: unknown)
@@ -76,7 +76,7 @@ def _gate_sentence(stage: str, data: StudyData, prefix: str) -> str | None:
 def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: StudyData,
                     prefix: str) -> list[str]:
     q = data.quality
-    qname = dict(QUALITY).get(q, q)
+    qname = quality_name(q)
     rows = eff.merge(qual[["label"] + [c for c in qual if c.startswith(f"{q}_")]], on="label", how="left")
     rows = rows[rows["stage"] == stage].reset_index(drop=True)
     for c in (f"{q}_mean", f"{q}_std"):  # the quality metric may not have been computed (eval.metrics)
@@ -152,7 +152,7 @@ def findings(data: StudyData, qual: pd.DataFrame, eff: pd.DataFrame, reach: pd.D
     out = []
     for stage in stages:
         out += _stage_findings(stage, eff, qual, data, f"{stage}: " if len(stages) > 1 else "")
-    out += _reach_findings(reach, dict(QUALITY).get(data.quality, data.quality))
+    out += _reach_findings(reach, quality_name(data.quality))
     if not data.multi_seed:
         out.append("One seed per config: no error bars, so any of these differences may be run-to-run noise.")
     ns = pd.to_numeric(data.complete.get("n_samples", pd.Series(dtype=float)), errors="coerce").dropna()

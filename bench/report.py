@@ -22,7 +22,7 @@ from model.atomicio import atomic_write_bytes
 
 from . import figures, records, tables
 from .findings import findings
-from .tables import FID_RELIABLE_N, QUALITY, StudyData, fmt, md_table
+from .tables import FID_RELIABLE_N, StudyData, fmt, md_table, quality_name
 
 REPORT_DIR = "report"
 
@@ -105,7 +105,7 @@ def _header(data: StudyData) -> str:
     pending = max(0, int(m.get("trials", len(trials))) - len(trials))
     q = data.quality
     rows = [("Study file", f"`{m.get('file', '?')}`"), ("Scale", m.get("scale", "?")),
-            ("Quality metric", f"{dict(QUALITY).get(q, q)} (lower is better)" if q != "psnr" else q),
+            ("Quality metric", f"{quality_name(q)} (lower is better)" if q != "psnr" else q),
             ("Baseline", ", ".join(f"{k} = {v}" for k, v in m.get("baseline", {}).items()) or "none"),
             ("Swept axes", ", ".join(f"`{a}`" for a in m.get("axes", [])) or "none"),
             ("Trials", f"{done} complete, {failed} failed, {pending} not run (of {m.get('trials', '?')})"),
@@ -154,7 +154,7 @@ def _trivial_note(data: StudyData) -> str:
     """What the trivial rows and the Learned column mean (bench/gate.py), when the study has them."""
     if data.trivial.empty:
         return ""
-    q = dict(QUALITY).get(data.quality, data.quality)
+    q = quality_name(data.quality)
     return (" Rows 'trivial: ...' score outputs that need no training (gray copy: the gray condition as the "
             "colour output; mean fill: the hole filled with the known pixels' mean colour; edge replication: "
             "each hidden pixel copies its nearest known one; biharmonic inpainting: scikit-image's "
@@ -205,7 +205,7 @@ def _figure(path: Path | None, title: str, caption: str = "") -> str:
 
 
 def _figures(data: StudyData, out: Path) -> str:
-    q = dict(QUALITY).get(data.quality, data.quality)
+    q = quality_name(data.quality)
     text = "## Figures"
     text += _figure(figures.quality_vs_epoch(data, out), "quality vs epoch",
                     f"{q}, FID and training loss against epochs (mean ± sd over seeds), at evaluated epochs.")

@@ -24,6 +24,11 @@ from .gate import LOWER_IS_BETTER, learned_flags, trivial_name  # noqa: F401 (LO
 QUALITY = [("fid", "FID"), ("kid", "KID×10³"), ("l1", "L1"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
            ("l1_hole", "L1 (hole)"), ("psnr_hole", "PSNR hole (dB)"), ("ssim_hole", "SSIM (hole)")]
 SCALE = {"kid": 1e3, "kid_std": 1e3}
+
+
+def quality_name(metric: str) -> str:
+    """A metric's name as tables, figures and findings show it (`kid` -> `KID×10³`; unknown: itself)."""
+    return dict(QUALITY).get(metric, metric)
 FID_RELIABLE_N = 2048
 
 
