@@ -21,6 +21,14 @@ from .presets import DEFAULT_SCALE, SCALES
 DEFAULT_RESULTS = Path("results")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into one line and exit status 2)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def _storage_default(results: Path) -> str:
     return f"sqlite:///{results}/bench.db"
 
@@ -204,7 +212,7 @@ def cmd_evaluate(args) -> int:
     from model.evaluate import evaluate
 
     metrics = evaluate(args.run_dir, split=args.split, n_samples=args.n_samples, sampler=args.sampler,
-                       steps=args.steps, seed=args.seed, device=args.device)
+                       steps=args.steps, seed=args.seed, device=args.device, mmse_samples=args.mmse_samples)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -326,10 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir", type=Path)
     common(sp, scale=False)
     sp.add_argument("--split", default="test", choices=["train", "test"])
-    sp.add_argument("--n-samples", type=int)
+    sp.add_argument("--n-samples", type=positive_int)
     sp.add_argument("--sampler", choices=["ddim", "ddpm"])
-    sp.add_argument("--steps", type=int)
+    sp.add_argument("--steps", type=positive_int)
     sp.add_argument("--seed", type=int)
+    sp.add_argument("--mmse-samples", type=positive_int, metavar="K",
+                    help="also score L1/PSNR/SSIM of the mean of K samples per input (keys *_mmse; K times the "
+                         "sampling); default: the run's eval.mmse_samples")
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("fid", help="FID between two folders or .npz stats (as python -m pytorch_fid)")

@@ -22,7 +22,9 @@ from .gate import LOWER_IS_BETTER, learned_flags, trivial_name  # noqa: F401 (LO
 
 # (trials.csv column, table header); KID is shown x 10^3
 QUALITY = [("fid", "FID"), ("kid", "KID×10³"), ("l1", "L1"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
-           ("l1_hole", "L1 (hole)"), ("psnr_hole", "PSNR hole (dB)"), ("ssim_hole", "SSIM (hole)")]
+           ("l1_hole", "L1 (hole)"), ("psnr_hole", "PSNR hole (dB)"), ("ssim_hole", "SSIM (hole)"),
+           # of the mean of eval.mmse_samples draws (the posterior-mean estimate), when a study asks for it
+           ("l1_mmse", "L1 of mean"), ("psnr_mmse", "PSNR of mean (dB)"), ("ssim_mmse", "SSIM of mean")]
 SCALE = {"kid": 1e3, "kid_std": 1e3}
 
 
@@ -230,7 +232,7 @@ def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(ns) > 1:
         view["N"] = [fmt(v) for v in raw["n_samples_mean"]]
     if data.learned.notna().any():
-        q = dict(QUALITY).get(data.quality, data.quality)
+        q = quality_name(data.quality)
         view[f"{q} ÷ best trivial"] = [fmt(v, 3) for v in raw["ratio_to_trivial"]]
         view["Learned"] = raw["learned"].fillna("").to_list()
     return raw, view
@@ -348,7 +350,7 @@ def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     if raw.empty:
         return raw, raw
     k = SCALE.get(q, 1.0)
-    qname = dict(QUALITY).get(q, q)
+    qname = quality_name(q)
 
     def reach(r) -> str:
         if r["unlearned"]:

@@ -148,6 +148,12 @@ class EvalConfig(_Strict):
         default_factory=lambda: ["fid", "kid", "l1", "psnr", "ssim"]
     )
     save_images: int = Field(8, ge=0)  # triplets written as PNG
+    # Also score L1 / PSNR / SSIM on the mean of this many samples per input (keys l1_mmse, psnr_mmse, ssim_mmse;
+    # FID and KID stay on the first sample): the Monte Carlo posterior mean, the MMSE estimate. A sample from
+    # a perfect model has twice the posterior variance as expected squared error, the posterior mean once, so on
+    # ambiguous tasks (colorization) single samples can lose PSNR to a gray copy that the mean beats (Whang et
+    # al., CVPR 2022, "Deblurring via Stochastic Refinement"). 1: off; costs this many times the sampling.
+    mmse_samples: int = Field(1, ge=1)
     # At the final evaluation, also time a full T-step DDPM chain on this many samples (0: skip); the
     # timesteps ablation needs the sampling cost of T even when quality is measured with DDIM.
     ddpm_timing_samples: int = Field(0, ge=0)
@@ -182,7 +188,7 @@ class RunConfig(_Strict):
 # Keys added after run folders existed, with the value that gives the old behaviour. A run's identity leaves
 # them out while they hold that value, so run folders, checkpoints and run keys written before the key was
 # added stay valid (resumable, and found again by `bench run`).
-LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {("train", "processes"): 1}
+LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {("train", "processes"): 1, ("eval", "mmse_samples"): 1}
 # Keys that decide when state is written, never what is learned: never part of a run's identity, so a run can be
 # resumed, or found again by `bench run`, with another value.
 BOOKKEEPING_KEYS: set[tuple[str, str]] = {("train", "checkpoint_minutes")}

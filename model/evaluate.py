@@ -1,7 +1,8 @@
 """Evaluation of a trained model: sample the task on a split with the EMA weights, then score it.
 
-Sample i uses its own seeds (mask/condition: seed + i; sampling noise: a second stream), so the same call
-gives the same numbers and two configs are compared on paired samples (edm). When more samples are asked
+Sample i uses its own seeds (mask/condition: seed + i; sampling noise: a second stream; the further draws of
+`eval.mmse_samples`: a stream each), so the same call gives the same numbers and two configs are compared on
+paired samples (edm). When more samples are asked
 for than the split has images, the split is cycled with fresh masks and noise (reference statistics are
 computed over the same cycled ground truth).
 """
@@ -52,8 +53,9 @@ class Evaluator:
 
     def __init__(self, cfg: RunConfig, device="auto", out_dir: Path | None = None, split: str = "test",
                  n_samples: int | None = None, sampler: str | None = None, steps: int | None = None,
-                 seed: int | None = None, save_all: bool = False):
+                 seed: int | None = None, save_all: bool = False, mmse_samples: int | None = None):
         ec = cfg.eval
+        self.mmse_samples = mmse_samples or ec.mmse_samples
         self.cfg, self.device, self.out_dir, self.save_all = cfg, resolve_device(device), out_dir, save_all
         self.n = n_samples or ec.n_samples
         self.seed = ec.seed if seed is None else seed
@@ -67,10 +69,14 @@ class Evaluator:
                         "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
                         "synthetic_count": cfg.data.synthetic_count, "test_fraction": cfg.data.test_fraction}
 
+    def ground_truth(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Targets start..stop-1 as [n, 3, H, W] floats in [-1, 1] on the CPU."""
+        return torch.from_numpy(self.targets[start:stop]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
     def _batch(self, start: int, stop: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets, conditions and masks of samples start..stop-1 on `device`; sample i's condition is seeded
         seed + i, so it is the same in `generate` and `inputs`."""
-        y0 = torch.from_numpy(self.targets[start:stop]).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        y0 = self.ground_truth(start, stop).to(device)
         cond, mask = self.task.make(y0, [torch.Generator().manual_seed(self.seed + i) for i in range(start, stop)])
         return y0, cond, mask
 
@@ -81,15 +87,17 @@ class Evaluator:
         parts = [self._batch(start, min(start + bs, self.n), "cpu") for start in range(0, self.n, bs)]
         return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
-    def generate(self, net: torch.nn.Module, return_intermediates: bool = False):
-        """All n samples: (outputs, conditions, masks) as float tensors on the CPU, and seconds per image."""
+    def generate(self, net: torch.nn.Module, return_intermediates: bool = False, draw: int = 0):
+        """All n samples: (outputs, conditions, masks) as float tensors on the CPU, and seconds per image.
+        `draw` k > 0 samples the same inputs again with noise stream k + 1 (the MMSE estimate's extra draws)."""
         outs, conds, masks, strip = [], [], [], None
         seconds = 0.0
         bs = self.cfg.eval.batch_size
         for start in range(0, self.n, bs):
             idx = range(start, min(start + bs, self.n))
             y0, cond, mask = self._batch(idx.start, idx.stop, self.device)
-            noise_gens = [torch.Generator(self.device).manual_seed(self.seed + NOISE_STREAM + i) for i in idx]
+            noise_gens = [torch.Generator(self.device).manual_seed(self.seed + (draw + 1) * NOISE_STREAM + i)
+                          for i in idx]
             t0 = time.perf_counter()
             with autocast_context(self.device):
                 result = sample(net, cond, mask, y0, self.sampler, noise_gens,
@@ -109,8 +117,12 @@ class Evaluator:
         was_training = net.training
         net.eval()
         out, cond, mask, sec_per_image, strip = self.generate(net, return_intermediates=final)
+        draws = [out] + [self.generate(net, draw=k)[0] for k in range(1, self.mmse_samples)]
         net.train(was_training)
         metrics = self.score(out, mask)
+        if self.mmse_samples > 1:  # the Monte Carlo posterior mean (eval.mmse_samples says why)
+            metrics.update(self.distortion(torch.stack(draws).mean(0), self.ground_truth(), mask, suffix="_mmse"))
+            metrics["mmse_samples"] = self.mmse_samples
         metrics.update(n_samples=self.n, sample_seconds_per_image=sec_per_image,
                        sampler=f"{self.sampler_name}-{self.steps if self.sampler_name == 'ddim' else 'all'}")
         if final and self.cfg.eval.ddpm_timing_samples:
@@ -134,7 +146,6 @@ class Evaluator:
 
     def score(self, out: torch.Tensor, mask: torch.Tensor) -> dict:
         metrics_wanted = set(self.cfg.eval.metrics)
-        gt = torch.from_numpy(self.targets).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         metrics: dict = {}
         if metrics_wanted & {"fid", "kid"}:
             ref = reference_stats(self.targets, self.ref_key, cache_root(self.cfg.data.cache_dir) / "fid-stats",
@@ -144,10 +155,16 @@ class Evaluator:
                 metrics["fid"] = fid_from_features(feats, ref["features"])  # same value, cheaper for small N
             if "kid" in metrics_wanted:
                 metrics["kid"], metrics["kid_std"] = kernel_inception_distance(feats, ref["features"])
-        hole = None if self.cfg.task.name == "colorization" else mask
-        per_image = image_metrics(out, gt, hole)
-        metrics.update({k: float(v.mean()) for k, v in per_image.items() if k.split("_")[0] in metrics_wanted})
+        metrics.update(self.distortion(out, self.ground_truth(), mask))
         return metrics
+
+    def distortion(self, out: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, suffix: str = "") -> dict:
+        """The L1 / PSNR / SSIM asked for in `eval.metrics` of out against gt (both [n, 3, H, W] in [-1, 1]),
+        averaged over images, over the hole too where the task has one; each key ends with `suffix`."""
+        hole = None if self.cfg.task.name == "colorization" else mask
+        wanted = set(self.cfg.eval.metrics)
+        return {f"{k}{suffix}": float(v.mean()) for k, v in image_metrics(out, gt, hole).items()
+                if k.split("_")[0] in wanted}
 
     def save(self, epoch: int, out, cond, strip, final: bool, metrics: dict) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,12 +198,13 @@ def load_ema_network(run_dir: Path, device) -> tuple[torch.nn.Module, RunConfig,
 
 
 def evaluate(run_dir: Path, split: str = "test", n_samples: int | None = None, sampler: str | None = None,
-             steps: int | None = None, seed: int | None = None, device="auto") -> dict:
+             steps: int | None = None, seed: int | None = None, device="auto", mmse_samples: int | None = None) -> dict:
     """Sample a trained run on `split` with its EMA weights; save samples, triplets and metrics.json."""
     device = resolve_device(device)
     net, cfg, ckpt = load_ema_network(run_dir, device)
-    ev = Evaluator(cfg, device, None, split, n_samples, sampler, steps, seed, save_all=True)
+    ev = Evaluator(cfg, device, None, split, n_samples, sampler, steps, seed, save_all=True, mmse_samples=mmse_samples)
     name = f"{split}-{ev.sampler_name}{ev.steps if ev.sampler_name == 'ddim' else ''}-n{ev.n}-seed{ev.seed}"
+    name += f"-mmse{ev.mmse_samples}" if ev.mmse_samples > 1 else ""
     ev.out_dir = Path(run_dir) / "eval" / name
     epoch = ckpt["progress"]["epoch"]
     metrics = ev(net, max(epoch, cfg.train.total_epochs))

@@ -57,6 +57,37 @@ def test_known_pixels_of_inpainting_samples_are_the_ground_truth(trained_run):
     assert 0.2 < mask.mean().item() < 0.3  # the paper's mask: about a quarter of the image
 
 
+def test_mmse_samples_score_the_mean_of_fresh_draws_and_change_nothing_else(trained_run):
+    # eval.mmse_samples = 3: L1/PSNR/SSIM also of the mean of three draws with fresh noise (the posterior-mean
+    # estimate); the first draw, FID, KID and the single-sample metrics are the ones of mmse_samples = 1, and
+    # a config at 1 has the identity of one written before the key existed.
+    import torch
+
+    from model.config import run_identity
+    from model.evaluate import Evaluator, load_ema_network
+    from model.metrics.image import image_metrics
+
+    net, cfg, _ = load_ema_network(trained_run, "cpu")
+    one = Evaluator(cfg, "cpu", None, "test", n_samples=6, steps=3, seed=5)(net, 1)
+    ev = Evaluator(cfg, "cpu", None, "test", n_samples=6, steps=3, seed=5, mmse_samples=3)
+    three = ev(net, 1)
+    def same(m):  # as JSON: kid_std is NaN for so few samples
+        return json.dumps({k: v for k, v in m.items() if "mmse" not in k and "seconds" not in k}, sort_keys=True)
+    assert same(three) == same(one)
+    draws = [ev.generate(net, draw=k) for k in range(3)]
+    assert not torch.equal(draws[0][0], draws[1][0]) and not torch.equal(draws[1][0], draws[2][0])
+    mask = draws[0][2]
+    known = mask[:, :1].expand_as(draws[0][0]) == 0
+    assert torch.equal(draws[1][0][known], draws[0][0][known])  # fresh noise, same inputs: known pixels kept
+    want = image_metrics(torch.stack([d[0] for d in draws]).mean(0), ev.ground_truth(), mask)
+    for key in ("l1", "psnr", "ssim", "l1_hole", "psnr_hole", "ssim_hole"):
+        assert three[f"{key}_mmse"] == pytest.approx(float(want[key].mean()), rel=1e-6), key
+    assert three["mmse_samples"] == 3 and "mmse_samples" not in one
+    assert "mmse_samples" not in run_identity(cfg)["eval"]
+    more = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"mmse_samples": 3})})
+    assert run_identity(more)["eval"]["mmse_samples"] == 3
+
+
 def test_bench_train_and_evaluate_commands(tmp_path, capsys):
     config = tmp_path / "one.yaml"
     config.write_text(yaml.safe_dump({"data": {"source": "synthetic-landscapes"}, "task": {"name": "colorization"},
@@ -71,6 +102,14 @@ def test_bench_train_and_evaluate_commands(tmp_path, capsys):
     assert main(["evaluate", str(run), "--n-samples", "4", "--steps", "2", "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n_samples"] == 4 and "psnr" in metrics and "l1_hole" not in metrics  # colorization
+    assert "psnr_mmse" not in metrics
+    assert main(["evaluate", str(run), "--n-samples", "4", "--steps", "2", "--device", "cpu",
+                 "--mmse-samples", "2"]) == 0
+    mmse = json.loads(capsys.readouterr().out)
+    assert mmse["psnr"] == metrics["psnr"] and mmse["mmse_samples"] == 2 and "ssim_mmse" not in mmse  # not asked for
+    assert math.isfinite(mmse["psnr_mmse"]) and mmse["l1_mmse"] != mmse["l1"]
+    assert main(["evaluate", str(run), "--mmse-samples", "0"]) == 2
+    assert "--mmse-samples" in capsys.readouterr().err
 
 
 def test_bench_train_refuses_a_bad_config(tmp_path, capsys):
