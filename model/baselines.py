@@ -93,7 +93,8 @@ BASELINES: dict[str, dict[str, Baseline]] = {
 def _cache_key(cfg: RunConfig, ev) -> str:
     key = {**ev.ref_key, "categories": cfg.data.categories, "task": cfg.task.model_dump(mode="json"),
            "seed": ev.seed, "metrics": sorted(cfg.eval.metrics), "baselines": list(BASELINES[cfg.task.name]),
-           "shape": list(ev.targets.shape), "pixels": pixels_digest(ev.targets), "version": VERSION}
+           "shape": list(ev.targets.shape), "pixels": pixels_digest(ev.targets), "version": VERSION,
+           **({"mmse_samples": ev.mmse_samples} if ev.mmse_samples > 1 else {})}
     return json.dumps(key, sort_keys=True)
 
 
@@ -118,7 +119,10 @@ def trivial_scores(cfg: RunConfig, device="cpu") -> dict[str, dict]:
     _, cond, mask = ev.inputs()
     scores = {}
     for name, baseline in BASELINES[cfg.task.name].items():
-        scores[name] = {**ev.score(baseline(cond, mask), mask), "n_samples": ev.n}
+        output = baseline(cond, mask)
+        scores[name] = {**ev.score(output, mask), "n_samples": ev.n}
+        if ev.mmse_samples > 1:  # a deterministic output is its own mean: the *_mmse columns compare like with like
+            scores[name] |= ev.distortion(output, ev.ground_truth(), mask, suffix="_mmse")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)  # what killed writers left
     payload = json.dumps({"key": key, "scores": scores}, indent=1).encode()

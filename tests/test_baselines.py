@@ -124,6 +124,12 @@ def test_trivial_scores_are_cached_per_evaluation_setting(smoke_config, tmp_path
     other_seed.eval.seed += 1  # ... but another evaluation setting gets its own entry
     assert trivial_scores(other_seed)["mean_fill"]["psnr"] != first["mean_fill"]["psnr"]
     assert len(list((tmp_path / "baselines").glob("trivial-*.json"))) == 2
+    mmse = cfg.model_copy(deep=True)
+    mmse.eval.mmse_samples = 3  # a deterministic baseline is its own mean: *_mmse equal the single-output scores
+    scores = trivial_scores(mmse)["mean_fill"]
+    assert scores["psnr_mmse"] == scores["psnr"] == first["mean_fill"]["psnr"]
+    assert scores["psnr_hole_mmse"] == scores["psnr_hole"] and "kid_mmse" not in scores
+    assert len(list((tmp_path / "baselines").glob("trivial-*.json"))) == 3
 
 
 def test_a_replaced_photo_is_scored_afresh(smoke_config, tmp_path):
