@@ -2,9 +2,8 @@
 
 Sample i uses its own seeds (mask/condition: seed + i; sampling noise: a second stream; the further draws of
 `eval.mmse_samples`: a stream each), so the same call gives the same numbers and two configs are compared on
-paired samples (edm). When more samples are asked
-for than the split has images, the split is cycled with fresh masks and noise (reference statistics are
-computed over the same cycled ground truth).
+paired samples (edm). When more samples are asked for than the split has images, the split is cycled with
+fresh masks and noise (reference statistics are computed over the same cycled ground truth).
 """
 
 from __future__ import annotations
