@@ -22,10 +22,13 @@ DEFAULT_RESULTS = Path("results")
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse turns the ValueError into one line and exit status 2)."""
-    value = int(text)
+    """argparse type: an integer >= 1 (argparse prints the error in one line and exits with status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got '{text}'")
     return value
 
 
@@ -214,6 +217,7 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate(args.run_dir, split=args.split, n_samples=args.n_samples, sampler=args.sampler,
                        steps=args.steps, seed=args.seed, device=args.device, mmse_samples=args.mmse_samples)
     print(json.dumps(metrics, indent=2))
+    print(f"samples, triplets and metrics.json in {metrics['out_dir']}", file=sys.stderr)
     return 0
 
 
@@ -270,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sp, scale=True, seeds=True):
-        sp.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    def common(sp, scale=True, seeds=True, results=True):
+        if results:
+            sp.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
         sp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
         if scale:
             sp.add_argument("--scale", default=DEFAULT_SCALE, choices=list(SCALES),
@@ -332,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("evaluate", help="sample a trained run on a split and compute FID/KID/PSNR/SSIM")
     sp.add_argument("run_dir", type=Path)
-    common(sp, scale=False)
+    common(sp, scale=False, results=False)  # writes into RUN_DIR/eval/
     sp.add_argument("--split", default="test", choices=["train", "test"])
     sp.add_argument("--n-samples", type=positive_int)
     sp.add_argument("--sampler", choices=["ddim", "ddpm"])

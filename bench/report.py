@@ -82,13 +82,14 @@ def _run_facts(data: StudyData) -> list[dict]:
             mask = f" ({t['mask']} masks)" if t["name"] == "inpainting" else ""
             epochs = f" ({tr['epochs']} epochs)" if tr.get("epochs") else ""
             steps = f" {ev['steps']} steps" if ev["sampler"] == "ddim" else ""
+            mean_of = f"; 'of mean': mean of {ev['mmse_samples']} draws" if ev.get("mmse_samples", 1) > 1 else ""
             facts.append({
                 "Stage": run["stage"], "Task": t["name"] + mask,
                 "Data source": d["source"] + (f" ({d['path']})" if d.get("path") else ""),
                 "Image size": f"{d['image_size']} px", "Train images": fmt(sum(sizes.values())),
                 "N × E": f"{tr['subsets']} × {tr['epochs_per_subset']}{epochs}",
                 "T": str(cfg["diffusion"]["timesteps"]),
-                "Eval": f"{ev['n_samples']} samples, {ev['sampler']}{steps}"})
+                "Eval": f"{ev['n_samples']} samples, {ev['sampler']}{steps}{mean_of}"})
     return facts
 
 

@@ -152,7 +152,8 @@ class EvalConfig(_Strict):
     # FID and KID stay on the first sample): the Monte Carlo posterior mean, the MMSE estimate. A sample from
     # a perfect model has twice the posterior variance as expected squared error, the posterior mean once, so on
     # ambiguous tasks (colorization) single samples can lose PSNR to a gray copy that the mean beats (Whang et
-    # al., CVPR 2022, "Deblurring via Stochastic Refinement"). 1: off; costs this many times the sampling.
+    # al., CVPR 2022, "Deblurring via Stochastic Refinement"). 1: off. Costs this many times the sampling;
+    # sample_seconds_per_image still times the first draw only.
     mmse_samples: int = Field(1, ge=1)
     # At the final evaluation, also time a full T-step DDPM chain on this many samples (0: skip); the
     # timesteps ablation needs the sampling cost of T even when quality is measured with DDIM.

@@ -198,7 +198,8 @@ def load_ema_network(run_dir: Path, device) -> tuple[torch.nn.Module, RunConfig,
 
 def evaluate(run_dir: Path, split: str = "test", n_samples: int | None = None, sampler: str | None = None,
              steps: int | None = None, seed: int | None = None, device="auto", mmse_samples: int | None = None) -> dict:
-    """Sample a trained run on `split` with its EMA weights; save samples, triplets and metrics.json."""
+    """Sample a trained run on `split` with its EMA weights; save samples, triplets and metrics.json into
+    `run_dir/eval/<split>-<sampler>-n<N>-seed<S>[-mmse<K>]/`. Returns the metrics and that folder (`out_dir`)."""
     device = resolve_device(device)
     net, cfg, ckpt = load_ema_network(run_dir, device)
     ev = Evaluator(cfg, device, None, split, n_samples, sampler, steps, seed, save_all=True, mmse_samples=mmse_samples)
@@ -209,4 +210,4 @@ def evaluate(run_dir: Path, split: str = "test", n_samples: int | None = None, s
     metrics = ev(net, max(epoch, cfg.train.total_epochs))
     metrics["epoch"] = epoch
     (ev.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return metrics
+    return {**metrics, "out_dir": str(ev.out_dir)}

@@ -36,6 +36,7 @@ def test_evaluate_is_seeded_and_writes_samples_and_triplets(trained_run):
     assert c["l1"] != a["l1"]  # another seed, other masks and noise
     assert a["n_samples"] == 6 and a["sampler"] == "ddim-3" and a["sample_seconds_per_image"] > 0
     out = trained_run / "eval" / "test-ddim3-n6-seed5"
+    assert a["out_dir"] == str(out)
     samples = sorted((out / "samples").glob("*.png"))
     assert len(samples) == 6 and Image.open(samples[0]).size == (16, 16)
     grid = Image.open(next(out.glob("triplets-epoch*.png")))
@@ -105,11 +106,15 @@ def test_bench_train_and_evaluate_commands(tmp_path, capsys):
     assert "psnr_mmse" not in metrics
     assert main(["evaluate", str(run), "--n-samples", "4", "--steps", "2", "--device", "cpu",
                  "--mmse-samples", "2"]) == 0
-    mmse = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    mmse = json.loads(printed.out)
+    assert f"in {run / 'eval' / 'test-ddim2-n4-seed1234-mmse2'}" in printed.err
     assert mmse["psnr"] == metrics["psnr"] and mmse["mmse_samples"] == 2 and "ssim_mmse" not in mmse  # not asked for
     assert math.isfinite(mmse["psnr_mmse"]) and mmse["l1_mmse"] != mmse["l1"]
-    assert main(["evaluate", str(run), "--mmse-samples", "0"]) == 2
-    assert "--mmse-samples" in capsys.readouterr().err
+    for bad in ("0", "-2", "abc"):
+        assert main(["evaluate", str(run), "--mmse-samples", bad]) == 2
+        err = capsys.readouterr().err
+        assert f"--mmse-samples: must be an integer >= 1, got '{bad}'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bench_train_refuses_a_bad_config(tmp_path, capsys):

@@ -33,7 +33,7 @@ STUDY = """
       eval: {n_samples: 4, steps: 2, batch_size: 4, save_images: 2}
     stages:
       src: {task.name: inpainting, eval.metrics: [l1]}
-      tgt: {task.name: colorization, transfer_source: src}
+      tgt: {task.name: colorization, transfer_source: src, eval.mmse_samples: 2}
     sweep:
       zip:
         stage: [tgt, tgt]
@@ -89,6 +89,12 @@ def test_report_has_every_section_and_the_run_facts(study):
     assert f"| Model parameters | {params:,} |" in text
     assert "FID@4" in text and "biased upward" in text  # 4 samples: the FID caveat
     assert "Mean ± std over seeds" in text
+    # tgt also scores the mean of 2 draws: said in the run facts, shown for models and the trivial baseline alike
+    assert "4 samples, ddim 2 steps; 'of mean': mean of 2 draws" in text
+    quality = _table(text, "### Quality")
+    gray = quality[quality["Model"].str.startswith("trivial: gray copy")].iloc[0]
+    assert gray["PSNR of mean (dB)"] == gray["PSNR (dB)"] != "–"
+    assert quality["PSNR of mean (dB)"].ne("–").sum() == 3  # two tgt configs and the gray copy; src has none
 
 
 def test_every_link_is_relative_and_exists(study):
