@@ -116,13 +116,13 @@ def trivial_scores(cfg: RunConfig, device="cpu") -> dict[str, dict]:
             return cached["scores"]
     except (OSError, ValueError, AttributeError):
         pass  # absent or unreadable: recompute
-    _, cond, mask = ev.inputs()
+    gt, cond, mask = ev.inputs()
     scores = {}
     for name, baseline in BASELINES[cfg.task.name].items():
         output = baseline(cond, mask)
         scores[name] = {**ev.score(output, mask), "n_samples": ev.n}
         if ev.mmse_samples > 1:  # a deterministic output is its own mean: the *_mmse columns compare like with like
-            scores[name] |= ev.distortion(output, ev.ground_truth(), mask, suffix="_mmse")
+            scores[name] |= ev.distortion(output, gt, mask, suffix="_mmse")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)  # what killed writers left
     payload = json.dumps({"key": key, "scores": scores}, indent=1).encode()
