@@ -99,7 +99,7 @@ def cmd_run(args) -> int:
 
         path = write_report(args.results / study.name, formats=("md", "csv"))
         console.print(f"report: {path}")
-    from .gate import study_line
+    from .report.gate import study_line
 
     if unlearned := study_line(args.results / study.name):  # issue 13: no verdict on unlearned trials
         print(unlearned, flush=True)
@@ -147,7 +147,7 @@ def cmd_list(args) -> int:
     from .progress import print_table
     from .runner import make_storage
     from .search_space import is_old_format
-    from .tables import SCALE, quality_name
+    from .report.tables import SCALE, quality_name
 
     storage = args.storage or _storage_default(args.results)
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():

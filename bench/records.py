@@ -2,7 +2,7 @@
 
 `records.csv` (long form): one row per trial, stage, epoch and metric, swept parameters as columns.
 `trials.csv`: one row per trial with its final metrics, time per epoch, total hours, images seen and the
-speed-up against the study's baseline, and the learned gate (bench/gate.py: the best trivial baseline's
+speed-up against the study's baseline, and the learned gate (bench/report/gate.py: the best trivial baseline's
 value of the quality metric, the ratio to it, `learned`). `trivial.csv`: one row per stage and trivial
 baseline with its scores. All are rebuilt from `trials/*/trial.json` and the runs'
 `history.json` under a lock and replaced atomically, so a kill at any moment leaves either the old or the
@@ -21,7 +21,7 @@ import pandas as pd
 from model.atomicio import atomic_write_bytes, remove_stale_temporaries
 from model.errors import ConfigError
 
-from . import gate
+from .report import gate
 from .locks import file_lock
 
 ID_COLUMNS = ["trial", "label", "seed", "stage", "transfer_source", "is_baseline"]

@@ -33,7 +33,8 @@ from model.faults import fault
 from model.schedule import schedule_from_config
 from model.trainer import Budget, train
 
-from . import gate, records, search_space
+from . import records, search_space
+from .report import gate
 from .claims import FileClaims, claims_for, server_lock
 from .launch import train_processes
 from .locks import file_lock

@@ -1,4 +1,4 @@
-"""The learned gate (bench/gate.py) on small synthetic trials tables: a trial learned only when it beats the
+"""The learned gate (bench/report/gate.py) on small synthetic trials tables: a trial learned only when it beats the
 best trivial baseline of its task, and no verdict sentence is drawn from a comparison that involves one
 that did not."""
 
@@ -9,9 +9,9 @@ import math
 import pandas as pd
 import pytest
 
-from bench import figures, gate, tables
-from bench.findings import findings
-from bench.tables import StudyData
+from bench.report import figures, gate, tables
+from bench.report.findings import findings
+from bench.report.tables import StudyData
 
 GRAY_KID = 0.0754  # the faces gray copy's KID (FACTS.md), as the stage's only trivial baseline
 

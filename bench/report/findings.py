@@ -5,7 +5,7 @@ by what factor against the baseline (the same speed-up numbers as `trials.csv`),
 which config had the best quality; how many epochs each transfer source needed to reach the from-scratch
 quality. With one seed per config there are no error bars, and the sentences say so.
 
-The learned gate (bench/gate.py): a comparison of quality that involves a config whose final model did not
+The learned gate (bench/report/gate.py): a comparison of quality that involves a config whose final model did not
 beat the best trivial baseline of its task gives no verdict; the sentence names the configs that did not
 learn instead. Times per epoch and in total are still compared: they are measured whatever was learned.
 """

@@ -17,7 +17,7 @@ import pandas as pd
 
 from model.errors import ConfigError
 
-from . import records
+from .. import records
 from .gate import LOWER_IS_BETTER, learned_flags, trivial_name  # noqa: F401 (LOWER_IS_BETTER re-exported)
 
 # (trials.csv column, table header); KID is shown x 10^3
@@ -44,7 +44,7 @@ class StudyData:
 
     @property
     def learned(self) -> pd.Series:
-        """Per complete trial: True / False / None (unknown), the learned gate (bench/gate.py)."""
+        """Per complete trial: True / False / None (unknown), the learned gate (bench/report/gate.py)."""
         return learned_flags(self.complete)
 
     def unlearned(self, labels=None) -> list[str]:
@@ -317,7 +317,7 @@ def failed_table(data: StudyData) -> pd.DataFrame:
 def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per target stage: epochs (and hours) each transfer source needs to reach the from-scratch run's final
     quality (lower is better); NaN where it never does within its epochs. `unlearned` names the configs of a
-    comparison that did not learn (bench/gate.py): the view then gives no verdict."""
+    comparison that did not learn (bench/report/gate.py): the view then gives no verdict."""
     q, done, rec = data.quality, data.complete, data.records
     rows = []
     if rec.empty or q not in done:

@@ -1,6 +1,6 @@
 """The report's figures (seaborn on the Agg backend, small PNGs): quality against epochs, images seen and
 training hours, time per epoch, and the epochs each transfer source needs to reach the from-scratch quality.
-The quality panels carry the stage's trivial baselines (bench/gate.py) as gray horizontal lines: a curve
+The quality panels carry the stage's trivial baselines (bench/report/gate.py) as gray horizontal lines: a curve
 that stays on the wrong side of them has not learned anything a copy of the input does not give.
 
 Each function writes one PNG into `out_dir` and returns its path, or None when the study has nothing to
@@ -160,7 +160,7 @@ def time_per_epoch(data: StudyData, out_dir: Path) -> Path | None:
 
 def reach_bars(reach: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Bar lengths (NaN: no bar) and labels of the transfer figure. The learned gate applies as in the table:
-    no bar and no verdict where the comparison involves a model that did not learn (bench/gate.py)."""
+    no bar and no verdict where the comparison involves a model that did not learn (bench/report/gate.py)."""
     gated = reach["unlearned"].astype(bool).to_numpy() if "unlearned" in reach else np.zeros(len(reach), bool)
     epochs = np.where(gated, np.nan, reach["epochs_to_reach"].to_numpy(dtype=float))
     texts = ["no verdict: did not learn" if g else f"not reached in {t:g}" if np.isnan(e) else f"{e:g}"

@@ -20,7 +20,8 @@ from PIL import Image
 
 from model.atomicio import atomic_write_bytes
 
-from . import figures, records, tables
+from .. import records
+from . import figures, tables
 from .findings import findings
 from .tables import FID_RELIABLE_N, StudyData, fmt, md_table, quality_name
 
@@ -152,7 +153,7 @@ def _block(title: str, note: str, frames, name: str, out: Path, csv: bool) -> st
 
 
 def _trivial_note(data: StudyData) -> str:
-    """What the trivial rows and the Learned column mean (bench/gate.py), when the study has them."""
+    """What the trivial rows and the Learned column mean (bench/report/gate.py), when the study has them."""
     if data.trivial.empty:
         return ""
     q = quality_name(data.quality)
