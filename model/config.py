@@ -87,6 +87,23 @@ class DiffusionConfig(_Strict):
     # What the network is trained to output (model/prediction.py): eps is Palette's and the paper's; x0 and v
     # learn far faster at small budgets (shared/FACTS.md, ablations/prediction.yaml).
     prediction: Literal["eps", "v", "x0"] = "eps"
+    # Min-SNR-gamma loss weighting (Hang et al., ICCV 2023, "Efficient Diffusion Training via Min-SNR Weighting
+    # Strategy", eq. 8-10; model/weighting.py): each image's loss times min(SNR, k)/SNR for eps, min(SNR, k) for
+    # x0, min(SNR, k)/(SNR + 1) for v, SNR = gamma / (1 - gamma), k = min_snr_gamma (the paper's 5). "none":
+    # Palette's unweighted mean over the batch's unknown pixels; "min_snr" averages per image, then weights.
+    loss_weighting: Literal["none", "min_snr"] = "none"
+    min_snr_gamma: float = Field(5.0, gt=0.0)
+    # Noise levels drawn in training (model/noise_levels.py); the last two truncated to [gamma_T, gamma_1]:
+    # uniform: Palette's t ~ U{1..T}, gamma ~ U(gammas[t], gammas[t-1]);
+    # log_normal: EDM's ln(sigma) ~ N(log_normal_mean, log_normal_std^2), sigma^2 = (1 - gamma) / gamma
+    #   (Karras et al., NeurIPS 2022, Table 1 "Training": P_mean -1.2, P_std 1.2);
+    # laplace: log-SNR ~ Laplace(laplace_mu, laplace_b) (Hang et al. 2024, "Improved Noise Schedule for Diffusion
+    #   Training", arXiv 2407.03297, sec. 3: mu 0, b 0.5).
+    noise_levels: Literal["uniform", "log_normal", "laplace"] = "uniform"
+    log_normal_mean: float = -1.2
+    log_normal_std: float = Field(1.2, gt=0.0)
+    laplace_mu: float = 0.0
+    laplace_b: float = Field(0.5, gt=0.0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -128,6 +145,22 @@ class TrainConfig(_Strict):
     # Processes that train this one run together (DistributedDataParallel, model/distributed.py): each takes
     # its slice of every global batch of batch_size images. Not bitwise the 1-process run (a stream per rank).
     processes: int = Field(1, ge=1)
+    # Post-hoc EMA (Karras et al., CVPR 2024, "Analyzing and Improving the Training Dynamics of Diffusion
+    # Models", sec. 3.1 and App. C.1-C.2; model/phema.py): power-function EMA profiles of these relative
+    # standard deviations (sigma_rel, each in (0, 0.288)) are tracked beside train.ema_decay's EMA and
+    # snapshotted into <run>/phema/ every phema_snapshot_every images (and at the last step), so any other
+    # sigma_rel can be reconstructed after training (`bench evaluate RUN --phema-std 0.07`). [] = off.
+    phema_stds: list[float] = Field(default_factory=list)
+    phema_snapshot_every: int = Field(2000, ge=1)  # images seen between snapshots
+
+    @model_validator(mode="after")
+    def _check_phema(self):
+        for s in self.phema_stds:
+            if not 0.0 < s < 0.2886:  # sigma_rel(exponent 0) = sqrt(1/12): no longer EMA has a power profile
+                raise ValueError(f"train.phema_stds: {s} must lie in (0, 0.2886) (a relative EMA length)")
+        if len(set(self.phema_stds)) != len(self.phema_stds):
+            raise ValueError(f"train.phema_stds: {self.phema_stds} lists a value twice")
+        return self
 
     @property
     def total_epochs(self) -> int:
@@ -189,7 +222,13 @@ class RunConfig(_Strict):
 # Keys added after run folders existed, with the value that gives the old behaviour. A run's identity leaves
 # them out while they hold that value, so run folders, checkpoints and run keys written before the key was
 # added stay valid (resumable, and found again by `bench run`).
-LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {("train", "processes"): 1, ("eval", "mmse_samples"): 1}
+LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {
+    ("train", "processes"): 1, ("eval", "mmse_samples"): 1,
+    ("diffusion", "loss_weighting"): "none", ("diffusion", "min_snr_gamma"): 5.0,
+    ("diffusion", "noise_levels"): "uniform", ("diffusion", "log_normal_mean"): -1.2,
+    ("diffusion", "log_normal_std"): 1.2, ("diffusion", "laplace_mu"): 0.0, ("diffusion", "laplace_b"): 0.5,
+    ("train", "phema_stds"): [], ("train", "phema_snapshot_every"): 2000,
+}
 # Keys that decide when state is written, never what is learned: never part of a run's identity, so a run can be
 # resumed, or found again by `bench run`, with another value.
 BOOKKEEPING_KEYS: set[tuple[str, str]] = {("train", "checkpoint_minutes")}

@@ -6,10 +6,10 @@ one-process trainer stays bitwise what it was.
 
 With K ranks each global batch (train.batch_size images of the epoch order) is split into K interleaved
 slices, rank r taking rows r, r+K, ... Each rank weights its loss by its share of the batch's unknown pixels
-times K, so DDP's gradient average equals the gradient of the one-process batch loss (up to float reduction
-order). Each rank draws its own rows' flips, masks, gamma, noise and dropout from its own streams, seeded
-`seed * 1000 + rank`: a K-process run is reproducible and exactly resumable for the same K, not bitwise the
-one-process run (same distribution).
+(of its images, for a per-image weighted loss) times K, so DDP's gradient average equals the gradient of the
+one-process batch loss (up to float reduction order). Each rank draws its own rows' flips, masks, gamma, noise
+and dropout from its own streams, seeded `seed * 1000 + rank`: a K-process run is reproducible and exactly
+resumable for the same K, not bitwise the one-process run (same distribution).
 """
 
 from __future__ import annotations
@@ -116,12 +116,15 @@ def wrap(net: torch.nn.Module, device: torch.device, group: Group) -> torch.nn.M
     return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
 
 
-def scale_loss(loss: torch.Tensor, mask: torch.Tensor, group: Group) -> torch.Tensor:
+def scale_loss(loss: torch.Tensor, mask: torch.Tensor, group: Group, per_image: bool = False) -> torch.Tensor:
     """loss x (this rank's unknown pixels / the global batch's) x K, so that DDP's mean of the ranks' gradients
-    is the gradient of the one-process loss (a mean over the whole batch's unknown pixels)."""
+    is the gradient of the one-process loss (a mean over the whole batch's unknown pixels).
+
+    per_image: the loss is a mean over this rank's images instead (a weighted loss, model/weighting.py), so the
+    share counts images (rows of `mask`), not pixels."""
     if not group.active:
         return loss
-    mine = mask.float().sum()
+    mine = mask.new_tensor(float(len(mask))) if per_image else mask.float().sum()
     total = mine.detach().clone()
     dist.all_reduce(total)
     return loss * (mine * group.world / total.clamp(min=1))

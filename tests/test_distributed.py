@@ -38,13 +38,17 @@ _GRAD_SCRIPT = textwrap.dedent("""
     cond, mask = make_task(TaskConfig(name="inpainting", mask="free_form")).make(y0, [g] * 7)
     noisy, target = torch.randn(7, 3, 16, 16, generator=g), torch.randn(7, 3, 16, 16, generator=g)
     gamma = torch.rand(7, generator=g)
+    per_image = sys.argv[1] == "per_image"  # a weighted loss (Min-SNR): each image's mean, weighted, averaged
+    weight = torch.rand(7, generator=g)
     def loss_of(model, rows):
         out = model(torch.cat([cond[rows], noisy[rows]], dim=1), gamma[rows])
         err = (out - target[rows]).square() * mask[rows]
+        if per_image:
+            return (weight[rows] * err.sum(dim=(1, 2, 3)) / (mask[rows].sum(dim=(1, 2, 3)) * 3)).mean()
         return err.sum() / (mask[rows].sum() * 3)
     ddp = distributed.wrap(net, device, group)
     rows = distributed.shard(torch.arange(7).numpy(), group)
-    distributed.scale_loss(loss_of(ddp, rows), mask[rows], group).backward()
+    distributed.scale_loss(loss_of(ddp, rows), mask[rows], group, per_image).backward()
     worst = 0.0
     if group.is_main:
         ref = UNet(tiny_cfg(), image_size=16)
@@ -74,10 +78,11 @@ def _kill_torchrun(pid: int) -> None:
         os.kill(p, signal.SIGKILL)
 
 
-def test_two_ranks_give_the_one_process_gradient(tmp_path):
+@pytest.mark.parametrize("loss", ["per_pixel", "per_image"])
+def test_two_ranks_give_the_one_process_gradient(tmp_path, loss):
     script = tmp_path / "grad.py"
     script.write_text(_GRAD_SCRIPT)
-    proc = _torchrun(script, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _torchrun(script, loss, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
     assert "worst relative gradient difference" in out
