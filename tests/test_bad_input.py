@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,16 @@ from model.trainer import build_network
 
 
 def base_with(**dotted) -> dict:
-    """The tiny base with dotted keys added (`train__lr=1` -> `train.lr: 1`)."""
-    return {**copy.deepcopy(TINY_BASE), **{k.replace("__", "."): v for k, v in dotted.items()}}
+    """The tiny base with keys set (`train__lr=1` -> `train: {lr: 1}`), inside their section when the base has
+    it (a dotted `train.lr` beside a `train:` that holds `lr` too would be a duplicate key), else dotted."""
+    base = copy.deepcopy(TINY_BASE)
+    for key, value in dotted.items():
+        section, _, rest = key.partition("__")
+        if isinstance(base.get(section), dict):
+            base[section][rest.replace("__", ".")] = value
+        else:
+            base[key.replace("__", ".")] = value
+    return base
 
 
 def tiny_config(**dotted):
@@ -91,6 +101,31 @@ CASES = [
     ("empty-file", text(""), [], r"a study file must be a mapping"),
     ("python-tag", text("name: x\nbase: !!python/object/apply:os.system ['true']\n"), [],
      r"YAML tag not allowed at line 2.*python/object/apply:os\.system"),
+    # duplicate keys (issue 24): YAML would keep the last silently; both lines named
+    ("duplicate-top-level-key", text("name: x\nseeds: [0]\nbase: {}\nseeds: [1]\n"), [],
+     r"duplicate key 'seeds' at line 2 and line 4"),
+    ("duplicate-key-in-base", text("name: x\nbase:\n  data: {source: synthetic-faces}\n  train: {subsets: 4}\n"
+                                   "  eval: {steps: 2}\n  train: {epochs_per_subset: 2}\n"), [],
+     r"duplicate key 'base\.train' at line 4 and line 6"),
+    ("duplicate-dotted-and-nested", text("base:\n  train.lr: 0.001\n  train: {lr: 0.002}\n"), [],
+     r"duplicate key 'base\.train\.lr' at line 2 and line 3"),
+    ("duplicate-key-in-stage", text("stages:\n  a:\n    task.name: inpainting\n    eval.steps: 2\n"
+                                    "    task.name: colorization\n"), [],
+     r"duplicate key 'stages\.a\.task\.name' at line 3 and line 5"),
+    ("duplicate-key-in-scales", text("scales:\n  smoke:\n    train.epochs: 1\n    eval.steps: 2\n"
+                                     "    train.epochs: 3\n"), [],
+     r"duplicate key 'scales\.smoke\.train\.epochs' at line 3 and line 5"),
+    ("duplicate-sweep-axis", text("sweep:\n  grid:\n    eval.steps: [2, 3]\n    eval.steps: [4]\n"), [],
+     r"duplicate key 'sweep\.grid\.eval\.steps' at line 3 and line 4"),
+    # YAML 1.1 readings a researcher does not expect (bench/yamlio.py)
+    ("yaml-yes-boolean", text("name: x\nbase:\n  train: {hflip: yes}\n"), [],
+     r"base\.train\.hflip: yes at line 3: YAML 1\.1 reads it as a boolean.*write true or false, or quote it"),
+    ("yaml-off-in-a-list", text("sweep:\n  grid: {train.hflip: [on, off]}\n"), [],
+     r"sweep\.grid\.train\.hflip\[0\]: on at line 2: YAML 1\.1 reads it as a boolean"),
+    ("yaml-octal-number", text("base:\n  train: {batch_size: 010}\n"), [],
+     r"base\.train\.batch_size: 010 at line 2: a leading zero is octal in YAML 1\.1"),
+    ("yaml-base-60-number", text("base:\n  train: {epochs: 1:30}\n"), [],
+     r"base\.train\.epochs: 1:30 at line 2: YAML 1\.1 reads it as a base-60 number \(90\)"),
     ("unknown-top-key", study(sweeep=GRID), [], r"sweeep: unknown key \(did you mean 'sweep'\?\)"),
     ("unknown-config-key", study(base=base_with(train__epoch=3)), [],
      r"base\.train\.epoch: unknown key \(did you mean 'train\.epochs'\?\)"),
@@ -163,6 +198,8 @@ CASES = [
     ("set-bad-value", study(), ["--set", "train.batch_size=[1"],
      r"--set 'train\.batch_size=\[1': value is not valid YAML"),
     ("set-wrong-type", study(), ["--set", "train.epochs=many"], r"train\.epochs: .*integer.*\(got 'many'\)"),
+    ("set-yes-boolean", study(), ["--set", "train.hflip=yes"],
+     r"--set 'train\.hflip=yes': value: yes at line 1: YAML 1\.1 reads it as a boolean"),
     ("bad-budget", study(), ["--session-budget", "soon"], r"--session-budget 'soon': use minutes"),
     ("bad-seeds", study(), ["--seeds", "0,one"], r"--seeds '0,one': expected comma-separated integers"),
     ("repeated-seeds", study(), ["--seeds", "1,1"], r"--seeds '1,1': seeds must be distinct"),
@@ -269,3 +306,50 @@ def test_messages_name_the_key_in_config_json_too(tmp_path, capsys):
     assert cli.main(["train", str(config), "--scale", "smoke", "--results", str(tmp_path / "R")]) == 2
     assert_one_line_error(capsys.readouterr().err, str(config), r"train\.epoch: unknown key")
     assert_nothing_written(tmp_path / "R")
+
+
+def test_duplicate_keys_in_a_train_config_name_both_lines(tmp_path, capsys):
+    """`bench train CONFIG` reads YAML as study files do (bench/yamlio.py): a repeated section is refused."""
+    config = tmp_path / "one.yaml"
+    config.write_text("train:\n  epochs: 2\ndata: {source: synthetic-faces}\ntrain:\n  lr: 0.001\n")
+    assert cli.main(["train", str(config), "--scale", "smoke", "--results", str(tmp_path / "R")]) == 2
+    assert_one_line_error(capsys.readouterr().err, str(config), r"duplicate key 'train' at line 1 and line 4")
+    assert_nothing_written(tmp_path / "R")
+
+
+def bomb_png(path: Path, side: int = 20000) -> Path:
+    """A valid 1-bit grey PNG of side x side pixels (over Pillow's decompression-bomb limit of 2 x 89.5 M
+    pixels) that takes a few KB: every row is zeros, so zlib shrinks it ~1000-fold."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row, z = bytes(1 + side // 8), zlib.compressobj(9)  # filter byte 0 + side bits
+    pixels = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+def test_bench_fid_with_a_decompression_bomb_is_one_line_exit_2(tmp_path, capsys):
+    """Issue 24: `bench fid` read each next file's header itself (PIL.Image.DecompressionBombError, a
+    traceback); every file now goes through the one decoder (model/data/decode.py)."""
+    a = image_folder(tmp_path, good=3)
+    bomb = bomb_png(a / "ok00-huge.png")  # sorts second: the old look-ahead at the next file's size hit it
+    assert bomb.stat().st_size < 100_000
+    b = image_folder(_mkdir(tmp_path / "b"), good=3)
+    assert cli.main(["fid", str(a), str(b), "--device", "cpu"]) == 2
+    out, err = capsys.readouterr()
+    assert_one_line_error(err, str(bomb), r"unreadable image \(Image size \(400000000 pixels\) exceeds limit")
+    assert out == ""
+
+
+def test_a_decompression_bomb_in_a_data_source_is_skipped_and_counted(tmp_path):
+    from model.config import DataConfig
+    from model.data import load_split
+
+    folder = image_folder(tmp_path, good=12)
+    bomb_png(folder / "huge.png")
+    cfg = DataConfig(source="folder", path=str(folder), image_size=16, cache_dir=str(tmp_path / "cache"))
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert len(train) + len(test) == 12
+    assert train.stats["skipped"] + test.stats["skipped"] == 1

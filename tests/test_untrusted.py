@@ -129,7 +129,7 @@ def test_yaml_tags_in_set_values_and_train_configs_are_refused(tmp_path, capsys)
     config = tmp_path / "one.yaml"
     config.write_text(f"train: {tag}\n")
     assert cli.main(["train", str(config), "--scale", "smoke", "--results", str(tmp_path / "R")]) == 2
-    assert "cannot read config" in capsys.readouterr().err
+    assert f"{config}: YAML tag not allowed at line 1" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "R").exists()
 
 

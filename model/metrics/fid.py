@@ -19,7 +19,6 @@ import zipfile
 import numpy as np
 import scipy.linalg
 import torch
-from PIL import Image
 
 from model.data.decode import read_rgb
 from model.data.images import IMAGE_KINDS, is_image_file
@@ -85,14 +84,6 @@ def _read_rgb(file: pathlib.Path) -> np.ndarray:
     return np.asarray(read_rgb(file, orient=False), dtype=np.uint8)
 
 
-def _size(file: pathlib.Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(file) as img:  # reads the header only
-            return img.size
-    except OSError:
-        return None  # reported by _read_rgb
-
-
 def folder_features(path: str | os.PathLike, device: str | torch.device = "cpu",
                     batch_size: int = 50) -> np.ndarray:
     """Features float64 [N, 2048] of a folder's images, read as pytorch-fid does (PIL, [0, 1]) for 8-bit
@@ -108,11 +99,13 @@ def folder_features(path: str | os.PathLike, device: str | torch.device = "cpu",
         found = "no images" if not files else "1 image"
         raise DataError(f"{shown(path)}: {found} ({IMAGE_KINDS}); FID needs at least {MIN_IMAGES} images per folder")
     chunks, run = [], []
-    for i, f in enumerate(files):
-        run.append(_read_rgb(f))
-        if len(run) == batch_size or i + 1 == len(files) or _size(files[i + 1]) != run[0].shape[1::-1]:
+    for f in files:  # every file through the one decoder (an over-large or corrupt one: DataError naming it)
+        image = _read_rgb(f)
+        if run and (len(run) == batch_size or image.shape != run[0].shape):
             chunks.append(extract_features(np.stack(run), device, batch_size))
             run = []
+        run.append(image)
+    chunks.append(extract_features(np.stack(run), device, batch_size))
     return np.concatenate(chunks)
 
 
