@@ -25,7 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Columns and metrics that measure time: they legitimately differ between two runs of the same study.
 TIMING = {"epoch_seconds", "images_per_second", "train_hours", "time_per_epoch_min", "total_hours", "chain_hours",
-          "sample_seconds_per_image", "ddpm_seconds_per_image", "speedup", "speedup_per_epoch"}
+          "sample_seconds_per_image", "ddpm_seconds_per_image", "speedup", "speedup_per_epoch",
+          # process CPU time, the machine's load and what follows from them (issue 22)
+          "epoch_cpu_seconds", "train_cpu_hours", "eval_seconds", "eval_cpu_seconds", "cpu_hours", "cpu_per_epoch_min",
+          "wall_per_cpu", "contended", "load_start", "load_end", "workers_start", "workers_end", "trial_seconds",
+          "trial_cpu_seconds", "to_baseline_hours", "to_baseline_cpu_hours", "to_trivial_hours",
+          "to_trivial_cpu_hours"}
 
 TINY_BASE = {
     "data": {"source": "synthetic-faces", "synthetic_count": 32, "max_images": 16},

@@ -46,7 +46,8 @@ def test_smoke_study_runs_end_to_end_with_expected_records(study_file, tmp_path)
     assert by_n.loc[2, "images_seen"] == by_n.loc[1, "images_seen"]
     base = trials[trials["is_baseline"]].iloc[0]
     inc = trials[~trials["is_baseline"]].iloc[0]
-    assert inc["speedup"] == pytest.approx(base["total_hours"] / inc["total_hours"])
+    assert set(trials["speedup_clock"]) == {"cpu"}  # on the CPU: the ratio of process CPU hours
+    assert inc["speedup"] == pytest.approx(base["cpu_hours"] / inc["cpu_hours"])
     records = pd.read_csv(results / "tiny" / "records.csv")
     # one row per trial, stage, epoch and metric: 2 trials x 2 epochs x (3 training + 5 eval metrics)
     per_epoch = records.groupby(["trial", "epoch"])["metric"].apply(set)

@@ -1,54 +1,23 @@
-"""Plain-sentence findings, computed from the report's tables (never hand-written claims).
+"""Plain-sentence findings, computed from the verdicts (verdicts.py, stats.py), never hand-written claims.
 
-Per stage (each stage has its own baseline, task and data): which config was fastest per epoch and in total,
-by what factor against the baseline (the same speed-up numbers as `trials.csv`), and at what quality cost;
-which config had the best quality; how many epochs each transfer source needed to reach the from-scratch
-quality. With one seed per config there are no error bars, and the sentences say so.
+A finding is a difference its 95% interval resolves: per stage, each config whose paired difference with the
+stage's baseline (over seeds) excludes 0 on the study's quality metric or on training time (CPU hours where
+recorded; trials timed under contention left out). What no interval resolves is one line per stage: which
+comparisons, the smallest difference each could have resolved and roughly how many seeds would resolve the
+observed one (from the observed sd of the paired differences). With one seed per config there is no verdict.
 
-The learned gate (bench/report/gate.py): a comparison of quality that involves a config whose final model did not
-beat the best trivial baseline of its task gives no verdict; the sentence names the configs that did not
-learn instead. Times per epoch and in total are still compared: they are measured whatever was learned.
+The learned gate (gate.py): no quality verdict from a comparison that involves a config with a trial whose final
+model did not beat the best trivial baseline of its task; the gate's line names those configs instead.
 """
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from . import stats
 from .gate import trivial_name
-from .tables import FID_RELIABLE_N, LOWER_IS_BETTER, SCALE, StudyData, fmt, quality_name
-
-
-def _name(row) -> str:
-    return "the baseline" if row["is_baseline"] else f"`{row['label']}`"
-
-
-def _quality_cost(row, base, q: str, qname: str, multi_seed: bool) -> str:
-    k = SCALE.get(q, 1.0)
-    a, b = row[f"{q}_mean"], base[f"{q}_mean"]
-    if math.isnan(a) or math.isnan(b):
-        return f"{qname} not computed"
-    diff, ratio = (a - b) * k, (a / b if b else math.nan)
-    better = (diff < 0) == (q in LOWER_IS_BETTER)
-    text = (f"{qname} {fmt(a * k)} vs {fmt(b * k)} for the baseline (difference {diff:+.3g}, "
-            f"ratio {ratio:.3f}: {'better' if better and diff else 'worse' if diff else 'equal'})")
-    if multi_seed:
-        noise = math.hypot(row[f"{q}_std"], base[f"{q}_std"]) * k
-        if math.isnan(noise):
-            text += "; one seed on one side: no error bar"
-        else:
-            within = abs(diff) <= 2 * noise
-            text += f"; {'within' if within else 'beyond'} 2 seed standard deviations ({fmt(2 * noise, 3)})"
-    return text
-
-
-def _names(labels) -> str:
-    return ", ".join(f"`{x}`" for x in labels)
-
-
-def _no_verdict(labels) -> str:
-    return f"no verdict on quality: {_names(labels)} did not learn"
+from .tables import FID_RELIABLE_N, SCALE, StudyData, fmt, model_name, quality_name
+from .verdicts import QUALITY_SCALE, baseline_comparisons, measure_name
 
 
 def _gate_sentence(stage: str, data: StudyData, prefix: str) -> str | None:
@@ -67,94 +36,63 @@ def _gate_sentence(stage: str, data: StudyData, prefix: str) -> str | None:
         return f"{prefix}every config learned: each final model beat {against}."
     seeds = bad.groupby("label", sort=False)["seed"].apply(list)
     total = done.groupby("label", sort=False)["seed"].nunique()
-    names = ", ".join(f"`{label}`" + (f" (seed {', '.join(map(str, s))})" if len(s) < total[label] else "")
+    shown = {r["label"]: model_name(r) for _, r in done.iterrows()}
+    names = ", ".join(f"`{shown[label]}`" + (f" (seed {', '.join(map(str, s))})" if len(s) < total[label] else "")
                       for label, s in seeds.items())
     return (f"{prefix}configs that did not learn (final {qname} no better than {against}): {names}. No "
             "conclusion about their quality, nor from any comparison involving them, follows at this budget.")
 
 
-def _stage_findings(stage: str, eff: pd.DataFrame, qual: pd.DataFrame, data: StudyData,
-                    prefix: str) -> list[str]:
-    q = data.quality
-    qname = quality_name(q)
-    rows = eff.merge(qual[["label"] + [c for c in qual if c.startswith(f"{q}_")]], on="label", how="left")
-    rows = rows[rows["stage"] == stage].reset_index(drop=True)
-    for c in (f"{q}_mean", f"{q}_std"):  # the quality metric may not have been computed (eval.metrics)
-        if c not in rows:
-            rows[c] = math.nan
-    if rows.empty:
-        return []
-    gate_line = _gate_sentence(stage, data, prefix)
-    bad = set(data.unlearned(rows["label"]))
-    if len(rows) == 1:
-        r = rows.iloc[0]
-        return [f"{prefix}only one config ({_name(r)}): {fmt(r['total_hours_mean'], 3)} h in total, "
-                f"{fmt(r['time_per_epoch_min_mean'], 3)} min per epoch, {qname} "
-                f"{fmt(r[f'{q}_mean'] * SCALE.get(q, 1.0))}; nothing to compare."] + ([gate_line] if gate_line else [])
-    bases = rows[rows["is_baseline"]]
-    base = bases.iloc[0] if len(bases) else None
-    out = []
-    fast = rows.loc[rows["time_per_epoch_min_mean"].idxmin()]
-    total = rows.loc[rows["total_hours_mean"].idxmin()]
-    text = (f"{prefix}fastest per epoch: {_name(fast)} ({fmt(fast['time_per_epoch_min_mean'], 3)} min/epoch")
-    if base is not None and not fast["is_baseline"]:
-        text += f", {fast['speedup_per_epoch']:.2f}× the baseline's speed per epoch"
-    out.append(text + ").")
-    text = f"{prefix}least total training time: {_name(total)} ({fmt(total['total_hours_mean'], 3)} h"
-    if base is None:
-        out.append(text + "; no baseline in this stage, so no speed-up).")
-    elif total["is_baseline"]:
-        out.append(text + "): no config was faster in total than the baseline.")
-    else:
-        involved = [x for x in (total["label"], base["label"]) if x in bad]
-        cost = _no_verdict(involved) if involved else "at " + _quality_cost(total, base, q, qname, data.multi_seed)
-        out.append(text + f", speed-up {total['speedup']:.2f}× over the baseline's "
-                   f"{fmt(base['total_hours_mean'], 3)} h), {cost}.")
-    ranked = rows[rows[f"{q}_mean"].notna() & ~rows["label"].isin(bad)]  # a ranking only among learned configs
-    if rows[f"{q}_mean"].notna().any() and ranked.empty:
-        out.append(f"{prefix}best {qname}: no verdict: every config has a trial that did not learn.")
-    elif not ranked.empty:
-        best = ranked.loc[ranked[f"{q}_mean"].idxmin() if q in LOWER_IS_BETTER else ranked[f"{q}_mean"].idxmax()]
-        among = " among the configs that learned" if bad else ""
-        if base is not None and best["label"] == total["label"] and not best["is_baseline"] and not bad:
-            out.append(f"{prefix}{_name(best)} also had the best {qname}.")
+def _stage_findings(stage: str, rows: pd.DataFrame, data: StudyData, prefix: str) -> list[str]:
+    """The resolved differences of one stage, then one line for what is unresolved."""
+    out, unresolved, one_seed = [], [], False
+    for _, r in rows.iterrows():
+        p, scale = r["paired"], QUALITY_SCALE.get(r["measure"], 1.0)
+        what = measure_name(r["measure"], r["clock"])
+        name = f"`{model_name(r['name_row'])}`"
+        if r["why"] or p.n == 0:
+            continue  # the gate's line (or the contention note) says why
+        if p.n < 2:
+            one_seed = True
+        elif r["verdict"] in ("better", "worse"):
+            out.append(f"{prefix}{name} against the baseline: {stats.sentence(p, what, scale)}.")
         else:
-            text = f"{prefix}best {qname}{among}: {_name(best)} ({fmt(best[f'{q}_mean'] * SCALE.get(q, 1.0))}"
-            if base is not None and not best["is_baseline"]:
-                cost = (_no_verdict([base["label"]]) if base["label"] in bad
-                        else _quality_cost(best, base, q, qname, data.multi_seed))
-                text += f", speed-up {best['speedup']:.2f}×; {cost}"
-            out.append(text + ").")
-    return out + ([gate_line] if gate_line else [])
-
-
-def _reach_findings(reach: pd.DataFrame, qname: str) -> list[str]:
-    out = []
-    for _, r in reach[reach["transfer_source"] != "scratch"].iterrows() if not reach.empty else []:
-        head = f"{r['stage']}: starting from `{r['transfer_source']}`"
-        if r.get("unlearned"):
-            out.append(f"{head}: no verdict on the epochs to reach the from-scratch {qname}: "
-                       f"{r['unlearned']} did not learn.")
-        elif r["seeds_reached"] == 0:
-            out.append(f"{head} did not reach the from-scratch final {qname} within its "
-                       f"{fmt(r['trained_epochs'])} epochs.")
-        else:
-            share = r["epochs_to_reach"] / r["scratch_epochs"]
-            out.append(f"{head} reached the from-scratch final {qname} after {fmt(r['epochs_to_reach'])} "
-                       "epochs "
-                       f"({share:.0%} of the scratch run's {fmt(r['scratch_epochs'])}, "
-                       f"{fmt(r['hours_to_reach'], 3)} h of its own training).")
+            need = p.seeds_needed()
+            more = "" if need is None else (f", ~{need if need <= stats.MAX_SEEDS else f'> {stats.MAX_SEEDS}'} "
+                                             "seeds would resolve the observed difference")
+            unresolved.append(f"{name} on {what} ({stats.fmt_interval(p, scale)}: resolvable "
+                              f"{stats.resolvable(p, scale)}{more})")
+    if unresolved:
+        n = rows["n"].max()
+        out.append(f"{prefix}no difference resolved with {n} seeds: " + "; ".join(unresolved) + ".")
+    if one_seed:
+        out.append(f"{prefix}one seed per config: no verdicts; the Verdicts table has the differences, which may "
+                   "be run-to-run noise.")
     return out
 
 
-def findings(data: StudyData, qual: pd.DataFrame, eff: pd.DataFrame, reach: pd.DataFrame) -> list[str]:
+def findings(data: StudyData) -> list[str]:
+    """The findings of a study, one sentence each (see the module docstring)."""
     stages = list(dict.fromkeys(data.complete["stage"]))
+    comps = baseline_comparisons(data)
     out = []
     for stage in stages:
-        out += _stage_findings(stage, eff, qual, data, f"{stage}: " if len(stages) > 1 else "")
-    out += _reach_findings(reach, quality_name(data.quality))
-    if not data.multi_seed:
-        out.append("One seed per config: no error bars, so any of these differences may be run-to-run noise.")
+        prefix = f"{stage}: " if len(stages) > 1 else ""
+        labels = data.complete.loc[data.complete["stage"] == stage, "label"].unique()
+        here = comps[comps["stage"] == stage] if not comps.empty else comps
+        if len(labels) == 1:
+            out.append(f"{prefix}only one config: nothing to compare.")
+        elif here.empty:
+            out.append(f"{prefix}no baseline config in this stage: nothing compared.")
+        else:
+            out += _stage_findings(stage, here, data, prefix)
+            busy = here[here["why"].str.contains("contention", na=False)]
+            if not busy.empty:
+                names = ", ".join(f"`{model_name(r)}`" for r in busy["name_row"])
+                out.append(f"{prefix}no time verdict for {names}: every "
+                           "seed pair was timed under contention (trials.csv `contended`).")
+        gate_line = _gate_sentence(stage, data, prefix)
+        out += [gate_line] if gate_line else []
     ns = pd.to_numeric(data.complete.get("n_samples", pd.Series(dtype=float)), errors="coerce").dropna()
     if data.has_fid and len(ns) and ns.min() < FID_RELIABLE_N:
         n = fmt(ns.min()) if ns.min() == ns.max() else f"{fmt(ns.min())}–{fmt(ns.max())}"

@@ -1,0 +1,91 @@
+"""Claims as data: a study file's `claims:` validated at the edge (one line naming the file and key, exit 2), the
+report's generated "Paper claims" table from a real smoke study, and `bench claims` over several published
+folders, where a run two studies share counts once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from _reliability import TINY_BASE
+
+from bench.cli import main
+from bench.report.published import published_claims
+
+CLAIMS = [
+    {"id": "dropout-l1", "statement": "Table 9: dropout 0.1 gives a lower L1", "paper": "L1 0.10 vs 0.12",
+     "compare": {"model.dropout": 0.1}, "measure": "l1"},
+    {"id": "dropout-hours", "statement": "dropout costs no time", "paper": "-",
+     "compare": {"model.dropout": 0.1}, "measure": "hours"},
+]
+
+
+def _study(path: Path, name: str, **keys) -> Path:
+    spec = {"name": name, "quality_metric": "l1",
+            "base": {**TINY_BASE, "eval": {**TINY_BASE["eval"], "metrics": ["l1", "psnr"]}},
+            "sweep": {"grid": {"model.dropout": [0.0, 0.1]}}, "seeds": [0, 1],
+            "baseline": {"model.dropout": 0.0}, "claims": CLAIMS, **keys}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("claims")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PALETTE_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        assert main(["run", str(_study(root / "a.yaml", "claims_a")), "--scale", "smoke",
+                     "--results", str(root / "results")]) == 0
+    return root
+
+
+def test_the_report_has_a_generated_claims_table(results):
+    text = (results / "results" / "claims_a" / "report.md").read_text()
+    section = text.split("## Paper claims", 1)[1].split("\n## ", 1)[0]
+    assert "**dropout-l1**: Table 9: dropout 0.1 gives a lower L1" in section and "L1 0.10 vs 0.12" in section
+    raw = pd.read_csv(results / "results" / "claims_a" / "report" / "report_claims.csv")
+    trials = pd.read_csv(results / "results" / "claims_a" / "trials.csv").set_index(["label", "seed"])
+    row = raw.set_index("id").loc["dropout-l1"]
+    diff = [trials.loc[("dropout=0.1", s), "l1"] - trials.loc[("dropout=0.0", s), "l1"] for s in (0, 1)]
+    assert row["n"] == 2 and row["diff"] == pytest.approx(sum(diff) / 2)  # the paired difference over seeds
+    assert row["lo"] <= row["diff"] <= row["hi"]
+    assert raw.set_index("id").loc["dropout-hours", "clock"] == "CPU"  # CPU hours recorded on the CPU
+    assert {"cpu_hours", "wall_per_cpu", "contended", "load_start", "workers_end", "l1_se",
+            "to_baseline_images", "run"} <= set(trials.columns)
+
+
+def test_bench_claims_counts_a_run_two_studies_share_once(results, tmp_path):
+    published = tmp_path / "published"
+    for name in ("claims_a", "claims_b"):  # claims_b: the same runs published under another study's name
+        (published / name).mkdir(parents=True)
+        for f in ("trials.csv", "trivial.csv", "study.json"):
+            shutil.copy(results / "results" / "claims_a" / f, published / name / f)
+        records = pd.read_csv(results / "results" / "claims_a" / "records.csv")
+        records.to_csv(published / name / "records.csv.gz", index=False)  # as results/reference publishes it
+    meta = json.loads((published / "claims_b" / "study.json").read_text())
+    (published / "claims_b" / "study.json").write_text(json.dumps({**meta, "name": "claims_b"}))
+    files = [_study(tmp_path / "a.yaml", "claims_a"), _study(tmp_path / "b.yaml", "claims_b")]
+    raw, _ = published_claims(files, published)
+    row = raw.set_index("id").loc["dropout-l1"]
+    assert row["n"] == 2 and row["shared_runs_counted_once"] == 2 and row["studies"] == "claims_a, claims_b"
+    out = tmp_path / "claims.md"
+    assert main(["claims", *map(str, files), "--results", str(published), "--out", str(out)]) == 0
+    assert "| **dropout-l1**" in out.read_text() and "2 shared runs counted once" in out.read_text()
+
+
+@pytest.mark.parametrize("claim, key", [
+    ({"compare": {"model.dropout": 0.5}}, "claims[0].compare"),  # matches no point
+    ({"compare": {"train.lr": 0.1}}, "claims[0].compare.train.lr"),  # not a swept axis
+    ({"measure": "beauty"}, "claims.0.measure"),
+    ({"against": {}, "compare": {"model.dropout": 0.1}, "stage": "nowhere"}, "claims[0].stage"),
+])
+def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, capsys, claim, key):
+    path = _study(tmp_path / "bad.yaml", "bad", claims=[{**CLAIMS[0], **claim}])
+    assert main(["run", str(path), "--scale", "smoke", "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and key in err, err
+    assert not (tmp_path / "r").exists()
