@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.report import figures, gate, tables
+from bench.report import cost, gate, tables
 from bench.report.findings import findings
 from bench.report.tables import StudyData
 
@@ -40,8 +40,7 @@ def _study(tmp_path, kids: dict[str, list[float]], records: pd.DataFrame | None 
 
 
 def _findings(data: StudyData) -> list[str]:
-    qual, eff, reach = tables.quality_table(data), tables.efficiency_table(data), tables.reach_table(data)
-    return findings(data, qual[0], eff[0], reach[0])
+    return findings(data)
 
 
 def test_gate_compares_with_the_best_trivial_baseline_in_the_metrics_direction():
@@ -62,8 +61,9 @@ def test_learned_trials_give_verdicts(tmp_path):
     qual = tables.quality_table(data)[1]
     assert list(qual["Learned"][:2]) == ["yes", "yes"] and qual["Model"].iloc[-1] == "trivial: gray copy"
     assert qual["KID×10³"].iloc[-1] == "75.4" and qual["KID×10³ ÷ best trivial"].iloc[1] == "0.531"
-    text = _findings(data)
-    assert any("ratio 0.800: better" in s for s in text), text  # b vs the baseline a: a verdict
+    text = _findings(_study(tmp_path, {"x=a": [0.050, 0.052, 0.049], "x=b": [0.040, 0.0415, 0.039]}))
+    assert any(s.startswith("`x=b` against the baseline: KID×10³ -10") and s.endswith(": better.")
+               for s in text), text  # b vs the baseline a, three seeds: a verdict
     assert any(s.startswith("every config learned") for s in text), text
     assert not any("did not learn" in s or "no verdict" in s for s in text), text
 
@@ -71,13 +71,10 @@ def test_learned_trials_give_verdicts(tmp_path):
 def test_an_unlearned_trial_yields_no_verdict_sentence(tmp_path):
     data = _study(tmp_path, {"x=a": [0.050], "x=b": [0.090]})  # b is worse than copying the gray input
     assert list(tables.quality_table(data)[1]["Learned"][:2]) == ["yes", "no"]
-    text = _findings(data)
-    assert not any("(difference" in s or "ratio " in s for s in text), text
-    assert any("least total training time: `x=b`" in s and "no verdict on quality: `x=b` did not learn" in s
-               for s in text), text
+    text = _findings(_study(tmp_path, {"x=a": [0.050, 0.051], "x=b": [0.090, 0.095]}))
+    assert not any("`x=b` against the baseline: KID" in s or "`x=b` on KID" in s for s in text), text
     assert any("did not learn (final KID×10³ no better than the best trivial baseline, gray copy at KID×10³ "
                "75.4): `x=b`. No conclusion" in s for s in text), text
-    assert "best KID×10³ among the configs that learned: the baseline (50)." in text  # ranked among learned only
     line = gate.unlearned_line(data.trials, "kid")
     assert line.startswith("1 of 2 trials did not learn") and "x=b seed 0" in line
     assert gate.unlearned_line(_study(tmp_path, {"x=a": [0.05]}).trials, "kid") is None
@@ -86,28 +83,21 @@ def test_an_unlearned_trial_yields_no_verdict_sentence(tmp_path):
 def test_a_learned_config_is_not_compared_with_an_unlearned_baseline(tmp_path):
     data = _study(tmp_path, {"x=a": [0.100, 0.110], "x=b": [0.040, 0.090]})  # b learned on one seed of two
     assert list(tables.quality_table(data)[1]["Learned"][:2]) == ["no", "1/2 seeds"]
-    ablation = tables.ablation_tables(data)["x"][1]
+    ablation = tables.ablation_tables(data)[("color", "x")][1]
     assert list(ablation["Learned"]) == ["0/2", "1/2"]
     text = _findings(data)
-    assert not any("(difference" in s or "ratio " in s for s in text), text
-    assert any("`x=a`, `x=b` (seed 1). No conclusion" in s for s in text), text
-    assert "best KID×10³: no verdict: every config has a trial that did not learn." in text
+    assert not any("KID×10³ -" in s or "KID×10³ +" in s for s in text), text  # no quality comparison at all
+    assert any("`x=a (baseline)`, `x=b` (seed 1). No conclusion" in s for s in text), text
 
 
-def test_epochs_to_reach_gives_no_verdict_for_an_unlearned_source(tmp_path):
+def test_cost_to_target_gives_no_verdict_for_an_unlearned_source(tmp_path):
     kids = {"scratch": [0.050], "from_inpaint": [0.090], "from_color": [0.030]}
     curves = {"t00": [0.20, 0.05], "t10": [0.09, 0.09], "t20": [0.04, 0.03]}  # from_inpaint "reaches" nothing
     records = pd.DataFrame([{"trial": k, "metric": "kid", "value": v, "epoch": e + 1, "train_hours": 0.1 * (e + 1),
                              "target_stage": True} for k, vs in curves.items() for e, v in enumerate(vs)])
     data = _study(tmp_path, kids, records, transfer={"from_inpaint": "inpaint", "from_color": "color_src"})
-    raw, view = tables.reach_table(data)
-    reach = dict(zip(view["Source"], view["Epochs to reach"], strict=True))
-    assert reach["color_src"] == "1" and reach["inpaint"] == "no verdict: `from_inpaint` did not learn"
-    text = _findings(data)
-    assert any("starting from `color_src` reached the from-scratch final KID×10³ after 1 epochs" in s for s in text)
-    assert any("starting from `inpaint`: no verdict" in s for s in text), text
-    # the figure follows the table: a bar and a number only where the comparison learned
-    epochs, texts = figures.reach_bars(raw)
-    bars = dict(zip(raw["transfer_source"], zip(epochs, texts, strict=True), strict=True))
-    assert bars["color_src"] == (1.0, "1")
-    assert math.isnan(bars["inpaint"][0]) and bars["inpaint"][1] == "no verdict: did not learn"
+    raw, view = cost.table(data)
+    reach = view.set_index(raw["label"])[(raw["target"] == "baseline").to_numpy()]
+    assert reach.loc["from_color", "Seeds reached"] == "1/1" and reach.loc["from_color", "Epoch"] == "1"
+    assert reach.loc["from_inpaint", "Seeds reached"] == "0/1 (did not learn: no verdict)"
+    assert reach.loc["scratch", "Epoch"] == "2"

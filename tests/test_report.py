@@ -21,6 +21,7 @@ from PIL import Image
 from bench import records
 from bench.cli import main
 from bench.report import write_report
+from bench.report.tables import model_name
 from model.errors import ConfigError
 
 STUDY = """
@@ -70,18 +71,21 @@ def _table(text: str, after: str) -> pd.DataFrame:
     return pd.DataFrame(rows[2:], columns=rows[0])
 
 
-def _label(model_cell: str) -> str:
-    return model_cell.removesuffix(" (baseline)").replace(", ", ",")
 
 
 def test_report_has_every_section_and_the_run_facts(study):
     text = (study / "report.md").read_text()
     for heading in ["# Report: tiny_report", "## What was run", "## Paper-style tables", "### Quality",
-                    "### Efficiency", "## Ablations", "### `stage`", "### `transfer_source`",
-                    "## Transfer: epochs to reach", "## Figures", "## Qualitative results", "## Findings"]:
+                    "### Efficiency", "## Ablations", "### `transfer_source`",
+                    "## Verdicts", "## Cost to reach a target", "## Figures", "## Qualitative results",
+                    "## Findings"]:
         assert heading in text, heading
     assert "## Failed trials" not in text
-    assert f"bench run {study.parent.parent / 'tiny.yaml'} --scale smoke" in text
+    # the Reproduce command carries no folder of this machine: the file's name, the default results folder
+    assert "bench run tiny.yaml --scale smoke\nbench report results/tiny_report" in text
+    assert str(study.parent.parent) not in text
+    # one stage: `stage` does not vary, so it is no ablation table; configs are named by what varies
+    assert "### `stage`" not in text and "| scratch (baseline) |" in text and "| from src |" in text
     assert "| Scale | smoke |" in text and "4 complete, 0 failed" in text
     assert "| Device | cpu" in text and torch.__version__ in text  # recorded by the runner in trial.json
     assert "synthetic-faces" in text and "colorization" in text and "inpainting (paper masks)" in text
@@ -100,10 +104,11 @@ def test_report_has_every_section_and_the_run_facts(study):
 def test_every_link_is_relative_and_exists(study):
     links = LINK.findall((study / "report.md").read_text())
     names = {Path(link).name for link in links}
-    assert {"quality_vs_epoch.png", "quality_vs_compute.png", "time_per_epoch.png", "transfer_reach.png",
+    assert {"quality_vs_training.png", "quality_vs_compute.png", "time_per_epoch.png",
             "denoising-strip.png", "report_quality.csv", "report_efficiency.csv",
-            "report_ablation_transfer_source.csv", "report_transfer_reach.csv"} <= names
-    assert sum(n.startswith("triplets-") for n in names) == 2  # one grid per config
+            "report_ablation_tgt_transfer_source.csv"} <= names
+    assert {n for n in names if n.startswith("samples-")} == {"samples-tgt-scratch_baseline.png",
+                                                             "samples-tgt-from_src.png"}  # one grid per config
     for link in links:
         assert not Path(link).is_absolute() and ".." not in link
         assert (study / link).is_file(), link
@@ -129,13 +134,14 @@ def test_efficiency_table_matches_trials_csv(study):
         for c in ("epochs", "images_seen", "steps", "time_per_epoch_min", "total_hours", "chain_hours"):
             assert row[f"{c}_mean"] == pytest.approx(mine[c].mean(), rel=1e-9)
         # the speed-up shown is the ratio of trials.csv's hours (baseline / config), and trial by trial
-        # trials.csv's own `speedup` is that same ratio
-        base_hours = base["total_hours"].mean()
-        assert row["speedup"] == pytest.approx(base_hours / mine["total_hours"].mean(), rel=1e-9)
+        # trials.csv's own `speedup` is that same ratio; on the CPU, of process CPU hours
+        assert set(trials["speedup_clock"]) == {"cpu"}
+        base_hours = base["cpu_hours"].mean()
+        assert row["speedup"] == pytest.approx(base_hours / mine["cpu_hours"].mean(), rel=1e-9)
         for _, t in mine.iterrows():
-            assert t["speedup"] == pytest.approx(base_hours / t["total_hours"], rel=1e-9)
+            assert t["speedup"] == pytest.approx(base_hours / t["cpu_hours"], rel=1e-9)
         assert row["speedup_trial_mean"] == pytest.approx(mine["speedup"].mean(), rel=1e-9)
-        cell = shown.loc[[m for m in shown.index if _label(m) == row["label"]][0]]
+        cell = shown.loc[model_name(row)]
         assert cell["Speed-up (×)"] == f"{row['speedup']:.2f}"
         assert cell["Epochs"] == str(int(row["epochs_mean"]))
         assert cell["Optimizer steps"] == str(int(row["steps_mean"]))  # differs from images / batch: partial batches
@@ -148,7 +154,7 @@ def test_quality_table_matches_trials_csv(study):
     shown = _table((study / "report.md").read_text(), "### Quality")
     qual, shown = qual[~qual["is_trivial"]], shown[~shown["Model"].str.startswith("trivial: ")]  # test_gate.py
     for (_, row), (_, cells) in zip(qual.iterrows(), shown.iterrows(), strict=True):
-        assert _label(cells["Model"]) == row["label"]
+        assert cells["Model"] == model_name(row)
         mine = trials[trials["label"] == row["label"]]
         for m in ("fid", "kid", "l1", "psnr", "ssim"):
             assert row[f"{m}_mean"] == pytest.approx(mine[m].mean(), rel=1e-9)
@@ -159,8 +165,10 @@ def test_quality_table_matches_trials_csv(study):
 
 def test_ablation_tables_average_each_axis_value(study):
     trials = pd.read_csv(study / "trials.csv")
-    for axis in json.loads((study / "study.json").read_text())["axes"]:
-        table = pd.read_csv(study / "report" / f"report_ablation_{axis}.csv")
+    assert json.loads((study / "study.json").read_text())["axes"] == ["stage", "transfer_source"]
+    for axis in ["transfer_source"]:  # `stage` has one value: not an ablation axis here
+        table = pd.read_csv(study / "report" / f"report_ablation_tgt_{axis}.csv")
+        assert set(table["stage"]) == {"tgt"}
         assert table["trials"].sum() == len(trials)
         for _, row in table.iterrows():
             group = trials[trials[f"param:{axis}"] == row[axis]]
@@ -169,43 +177,45 @@ def test_ablation_tables_average_each_axis_value(study):
             assert row["total_hours"] == pytest.approx(group["total_hours"].mean(), rel=1e-9)
 
 
-def test_transfer_reach_follows_the_records(study):
+def test_cost_to_target_follows_the_records(study):
     trials = pd.read_csv(study / "trials.csv")
     rec = pd.read_csv(study / "records.csv")
-    reach = pd.read_csv(study / "report" / "report_transfer_reach.csv")
-    assert list(reach["transfer_source"]) == ["scratch", "src"]
+    reach = pd.read_csv(study / "report" / "report_cost_to_target.csv")
+    reach = reach[reach["target"] == "baseline"]
+    assert list(reach["label"]) == list(dict.fromkeys(trials["label"]))
     target = trials.loc[trials["transfer_source"] == "scratch", "kid"].mean()
     for _, row in reach.iterrows():
-        assert row["target"] == pytest.approx(target, rel=1e-12)
+        assert row["target_value"] == pytest.approx(target, rel=1e-12)
         firsts = []
         for key in trials.loc[trials["label"] == row["label"], "trial"]:
             curve = rec[(rec["trial"] == key) & (rec["metric"] == "kid") & rec["target_stage"]]
             hit = curve[curve["value"] <= target * (1 + 1e-9)].sort_values("epoch")
-            firsts += hit["epoch"].iloc[:1].tolist()
-        assert row["seeds_reached"] == len(firsts)
+            firsts += hit["images_seen"].iloc[:1].tolist()
+            # trials.csv carries the same per trial
+            got = trials.loc[trials["trial"] == key, "to_baseline_images"].iloc[0]
+            assert (got == hit["images_seen"].iloc[0]) if len(hit) else pd.isna(got)
+        assert row["reached"] == len(firsts)
         if firsts:
-            assert row["epochs_to_reach"] == pytest.approx(sum(firsts) / len(firsts))
+            assert row["images_mean"] == pytest.approx(sum(firsts) / len(firsts))
         else:
-            assert pd.isna(row["epochs_to_reach"])
+            assert pd.isna(row["images_mean"])
     # at least one from-scratch seed is at or below the mean of the two: the scratch row always reaches it
-    assert reach.loc[0, "seeds_reached"] >= 1
+    assert reach["reached"].iloc[0] >= 1
 
 
 def test_findings_are_computed_from_the_tables(study):
     text = (study / "report.md").read_text()
     findings = text.split("## Findings", 1)[1]
-    eff = pd.read_csv(study / "report" / "report_efficiency.csv")
-    fastest = eff.loc[eff["total_hours_mean"].idxmin()]
-    if fastest["is_baseline"]:
-        assert "no config was faster in total than the baseline" in findings
-    else:
-        assert f"`{fastest['label']}`" in findings and f"speed-up {fastest['speedup']:.2f}×" in findings
-        if pd.read_csv(study / "trials.csv")["learned"].all():
-            assert "seed standard deviations" in findings  # two seeds: the difference is set against the noise
-        else:  # the learned gate: no quality verdict from a comparison with a trial that did not learn
-            assert "seed standard deviations" not in findings and "no verdict on quality" in findings
-    assert "One seed per config" not in findings
-    assert "tgt: starting from `src`" in findings
+    verdicts = pd.read_csv(study / "report" / "report_verdicts.csv")
+    assert set(verdicts["measure"]) == {"kid", "hours"} and (verdicts["n"] == 2).all()  # two seeds, paired
+    for _, v in verdicts.iterrows():  # a verdict word (and a finding) only where the interval resolves it
+        excludes = (v["ratio_lo"] > 1 or v["ratio_hi"] < 1) if v["measure"] == "hours" else (v["lo"] > 0 or v["hi"] < 0)
+        assert (v["verdict"] in ("better", "worse")) == (excludes and pd.isna(v["why"]))
+        assert "against the baseline: " in findings or v["verdict"] not in ("better", "worse")
+    if not pd.read_csv(study / "trials.csv")["learned"].all():  # the gate: no quality verdict with an unlearned trial
+        assert verdicts.loc[verdicts["measure"] == "kid", "why"].str.contains("did not learn").all()
+    assert "no difference resolved with 2 seeds" in findings or "against the baseline" in findings
+    assert "fastest per epoch" not in findings and "One seed per config" not in findings
 
 
 def _copy(study: Path, dst: Path) -> Path:
@@ -268,7 +278,7 @@ def test_trivial_baselines_and_the_learned_gate(study, tmp_path, capsys):
     text = (study / "report.md").read_text()
     shown = _table(text, "### Quality").set_index("Model")
     assert shown.loc["trivial: gray copy", "KID×10³"] == f"{trivial['kid'].iloc[0] * 1e3:.4g}"
-    learned = shown.loc["stage=tgt, transfer_source=src", "Learned"]
+    learned = shown.loc["from src", "Learned"]
     assert learned == {2: "yes", 0: "no"}.get(int(trials[trials["transfer_source"] == "src"]["learned"].sum()))
     assert "trivial: gray copy" in text and "Learned" in _table(text, "### `transfer_source`").columns
     storage = f"sqlite:///{study.parent / 'bench.db'}"
@@ -295,3 +305,30 @@ def test_trivial_baselines_and_the_learned_gate(study, tmp_path, capsys):
     write_report(copy)
     assert pd.read_csv(copy / "trivial.csv").equals(trivial)
     assert "trivial: gray copy" in (copy / "report.md").read_text()
+
+
+def test_the_html_report_renders_in_headless_chromium_with_every_image(study, tmp_path):
+    """Issue 23: the report as a reader sees it. Skips without Chromium, unless PALETTE_BENCH_REQUIRE_CHROMIUM=1."""
+    import os
+
+    from bench.report import screenshot
+
+    if screenshot.chromium() is None:
+        if os.environ.get("PALETTE_BENCH_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("PALETTE_BENCH_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    page = study / "report.html"
+    sources = re.findall(r'<img src="([^"]+)"', page.read_text())
+    assert len(sources) >= 5
+    assert screenshot.image_check(page) == (len(sources), [])  # every image loaded
+    shot = screenshot.screenshot(page, tmp_path / "report.png", 1000, 1200)
+    with Image.open(shot) as im:
+        assert im.size == (1000, 1200)
+        lo, hi = im.convert("L").getextrema()
+        assert hi - lo > 100  # text and tables drawn, not a blank page
+    broken = study / "broken.html"  # the check sees a missing file
+    broken.write_text(page.read_text().replace(sources[0], "report/missing.png", 1))
+    try:
+        assert screenshot.image_check(broken) == (len(sources), ["report/missing.png"])
+    finally:
+        broken.unlink()

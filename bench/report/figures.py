@@ -1,11 +1,15 @@
-"""The report's figures (seaborn on the Agg backend, small PNGs): quality against epochs, images seen and
-training hours, time per epoch, and the epochs each transfer source needs to reach the from-scratch quality.
-The quality panels carry the stage's trivial baselines (bench/report/gate.py) as gray horizontal lines: a curve
-that stays on the wrong side of them has not learned anything a copy of the input does not give.
+"""The report's figures (seaborn on the Agg backend, small PNGs): quality against training progress and
+against training time, time per epoch, and the epochs each transfer source needs to reach the from-scratch
+quality. The quality panels carry the stage's trivial baselines (bench/report/gate.py) as gray horizontal lines:
+a curve that stays on the wrong side of them has not learned anything a copy of the input does not give.
+
+One figure row per stage, with its own legend of short names (labels.py): stages differ in task and data, so
+their quality numbers are not comparable. Progress is counted in images seen (edm), epochs only where every
+config's epoch is the same data; a quality axis is logarithmic where its values span more than 5x; against
+time, each seed is its own line (seeds differ in time, a line through several would run backwards).
 
 Each function writes one PNG into `out_dir` and returns its path, or None when the study has nothing to
-plot for it (e.g. no evaluation recorded). Stages are plotted in separate panels: their tasks differ, so
-their quality numbers are not comparable.
+plot for it (e.g. no evaluation recorded).
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from .gate import trivial_name  # noqa: E402
-from .tables import QUALITY, SCALE, StudyData, model_name  # noqa: E402
+from .tables import QUALITY, SCALE, StudyData, fmt, model_name  # noqa: E402
 
 DPI = 100
 NAMES = dict(QUALITY) | {"loss": "training loss"}
@@ -43,9 +47,13 @@ def _trivial_lines(data: StudyData, metric: str, stage: str) -> list[tuple[str, 
 
 
 def _palette(data: StudyData) -> dict[str, tuple]:
-    labels = list(dict.fromkeys(data.complete["label"]))
-    colors = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
-    return dict(zip(labels, colors, strict=True))
+    """One colour per config, counted within its stage (each stage has its own legend)."""
+    out = {}
+    for _, labels in data.complete.groupby("stage", sort=False)["label"]:
+        labels = list(dict.fromkeys(labels))
+        out |= dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels)),
+                        strict=True))
+    return out
 
 
 def _curves(data: StudyData, metrics: list[str]) -> pd.DataFrame:
@@ -61,101 +69,154 @@ def _curves(data: StudyData, metrics: list[str]) -> pd.DataFrame:
     return rec
 
 
-def _save(fig, handles, labels, path: Path) -> Path:
-    if handles:
-        ncol = 1 if max(map(len, labels)) > 60 else min(2, len(labels))  # long run labels: one column
-        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
-        legend_inches = 0.25 + 0.16 * -(-len(labels) // ncol)
-        fig.tight_layout(rect=(0, min(0.5, legend_inches / fig.get_figheight()), 1, 1))
+def progress_axis(rec: pd.DataFrame) -> tuple[str, str]:
+    """(column, axis label) of a stage's training progress: epochs only where every trial's epoch is the same
+    number of images (one subset size); else images seen, the one count that compares N = 1 with N = 4 (edm)."""
+    seen = rec[rec["epoch"] > 0]
+    per_epoch = (seen["images_seen"] / seen["epoch"]).round(6)
+    return ("epoch", "epoch") if per_epoch.nunique() <= 1 else ("images_seen", "images seen")
+
+
+def _time_unit(hours: pd.Series) -> tuple[float, str]:
+    """(factor from hours, unit) that keeps a time axis's ticks readable: h, min or s."""
+    top = float(hours.max()) if len(hours) else 0.0
+    return (1.0, "h") if top >= 1 else (60.0, "min") if top * 60 >= 1 else (3600.0, "s")
+
+
+def _log_if_wide(ax, values: list[float]) -> None:
+    """A log y axis where the plotted values (trivial baselines included) span more than 5x."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) and (v > 0).all() and v.max() / v.min() > 5:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))  # 200, not 2×10²
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _panel(ax, part: pd.DataFrame, x: str, metric: str, stage: str, data: StudyData, palette: dict,
+           handles: dict, per_seed: bool) -> None:
+    """One panel: a line per config (mean ± sd over seeds, or one line per seed), the trivial baselines gray."""
+    marker = "o" if part[x].nunique() <= 25 else None  # no dots on a long per-epoch loss curve
+    colours = {k: v for k, v in palette.items() if k in set(part["label"])}
+    if per_seed:  # times differ between seeds: a line through points of different seeds would zig-zag
+        sns.lineplot(part, x=x, y="value", hue="label", units="seed", estimator=None, palette=colours,
+                     marker=marker, lw=1.2, ax=ax, legend=True)
     else:
-        fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # the whole legend, however long its labels
-    plt.close(fig)
-    return path
+        sns.lineplot(part, x=x, y="value", hue="label", palette=colours, marker=marker, errorbar="sd", ax=ax,
+                     legend=True)
+    for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+        handles.setdefault(lab, h)
+    values = list(part["value"])
+    for lab, value, style in _trivial_lines(data, metric, stage):
+        handles.setdefault(lab, ax.axhline(value, color="0.45", lw=1.1, ls=style, zorder=1))
+        values.append(value)
+    if ax.get_legend():
+        ax.get_legend().remove()
+    _log_if_wide(ax, values)
+    ax.set_ylabel(NAMES.get(metric, metric), fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
-def _grid(rec: pd.DataFrame, panels: list[list[tuple[str, str, str, str]]], data: StudyData,
-          path: Path) -> Path | None:
-    """Rows x columns of panels (metric, x column, x label, stage): a line per config, mean ± sd of seeds."""
-    if rec.empty or not panels or not panels[0]:
+def _rows(data: StudyData, rec: pd.DataFrame, columns, path: Path) -> Path | None:
+    """One figure row per stage, each with its own legend at its right. `columns(stage, rec of the stage)`
+    -> [(metric, x column, x label, per_seed, x factor)] for that row's panels."""
+    stages = [st for st in _stages(data) if not rec.empty and (rec["stage"] == st).any()]
+    specs = {st: columns(st, rec[rec["stage"] == st]) for st in stages}
+    specs = {st: s for st, s in specs.items() if s}
+    if not specs:
         return None
-    n_trivial = 0 if data.trivial.empty else len(data.trivial[["stage", "trivial"]].drop_duplicates())
-    legend = 0.25 + 0.16 * ((data.complete["label"].nunique() + n_trivial + 1) // 2)
-    n_rows, n_cols = len(panels), max(len(r) for r in panels)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(7.2, 3.6 * n_cols), 2.4 * n_rows + legend),
-                             squeeze=False)
-    palette, names = _palette(data), {r["label"]: model_name(r) for _, r in data.complete.iterrows()}
-    handles = {}
-    for i, row in enumerate(panels):
+    n_cols = max(len(s) for s in specs.values())
+    fig, axes = plt.subplots(len(specs), n_cols, figsize=(3.1 * n_cols + 2.0, 2.3 * len(specs)), squeeze=False)
+    palette = _palette(data)
+    names = {r["label"]: model_name(r) for _, r in data.complete.iterrows()}
+    for i, (stage, spec) in enumerate(specs.items()):
+        handles: dict = {}
+        here = rec[rec["stage"] == stage]
         for j in range(n_cols):
             ax = axes[i][j]
-            metric, x, xlabel, stage = row[j] if j < len(row) else ("", "", "", "")
-            part = rec[(rec["metric"] == metric) & (rec["stage"] == stage)]
+            if j >= len(spec):
+                ax.set_axis_off()
+                continue
+            metric, x, xlabel, per_seed, factor = spec[j]
+            part = here[here["metric"] == metric].assign(**{x: lambda d, x=x, f=factor: d[x] * f})
             if part.empty:
                 ax.set_axis_off()
                 continue
-            marker = "o" if part[x].nunique() <= 25 else None  # no dots on a long per-epoch loss curve
-            sns.lineplot(part, x=x, y="value", hue="label", palette=palette, marker=marker, errorbar="sd",
-                         ax=ax, legend=True)
-            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-                handles.setdefault(lab, h)
-            for lab, value, style in _trivial_lines(data, metric, stage):
-                h = ax.axhline(value, color="0.4", lw=1.1, ls=style, zorder=1)
-                handles.setdefault(lab, h)
-            if ax.get_legend():
-                ax.get_legend().remove()
+            _panel(ax, part, x, metric, stage, data, palette, handles, per_seed)
             ax.set_xlabel(xlabel, fontsize=8)
-            ax.set_ylabel(NAMES.get(metric, metric), fontsize=8)
-            ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(4, integer=x in ("epoch", "images_seen")))
-            if "hours" in x:
-                ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4))
-            if data.complete["stage"].nunique() > 1:
-                ax.set_title(stage, fontsize=8)
-    labels = [lab for lab in palette if lab in handles] + [lab for lab in handles if lab.startswith("trivial: ")]
-    return _save(fig, [handles[lab] for lab in labels], [names.get(lab, lab) for lab in labels], path)
+            if len(specs) > 1 or data.complete["stage"].nunique() > 1:
+                ax.set_title(stage, fontsize=8, loc="left")
+        order = [lab for lab in palette if lab in handles] + [lab for lab in handles if lab.startswith("trivial: ")]
+        last = max(j for j in range(n_cols) if axes[i][j].axison)
+        axes[i][last].legend([handles[lab] for lab in order], [names.get(lab, lab) for lab in order],
+                             loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # the legends too, however long their labels
+    plt.close(fig)
+    return path
 
 
 def _stages(data: StudyData) -> list[str]:
     return list(dict.fromkeys(data.complete["stage"]))
 
 
-def quality_vs_epoch(data: StudyData, out_dir: Path) -> Path | None:
-    """Rows: the quality metric, FID, training loss; columns: stages (one stage: a single row)."""
+def quality_vs_training(data: StudyData, out_dir: Path) -> Path | None:
+    """Per stage: the quality metric, FID and the training loss against training progress (progress_axis:
+    images seen, or epochs where every config's epoch is the same data), mean ± sd over seeds."""
     wanted = list(dict.fromkeys([data.quality, "fid", "loss"]))
     rec = _curves(data, wanted)
-    metrics = [m for m in wanted if not rec.empty and (rec["metric"] == m).any()]
-    stages = _stages(data)
-    panels = [[(m, "epoch", "epoch", st) for st in stages] for m in metrics]
-    if len(stages) == 1:  # one row of metrics
-        panels = [[row[0] for row in panels]]
-    return _grid(rec, panels, data, out_dir / "quality_vs_epoch.png")
+
+    def columns(stage, here):
+        x, xlabel = progress_axis(here)
+        return [(m, x, xlabel, False, 1.0) for m in wanted if (here["metric"] == m).any()]
+
+    return _rows(data, rec, columns, out_dir / "quality_vs_training.png")
 
 
 def quality_vs_compute(data: StudyData, out_dir: Path) -> Path | None:
-    """Rows: stages; columns: images seen, training hours (and hours including the source's training)."""
+    """Per stage: the quality metric against training time (and time including the source stages' training),
+    one line per seed: seeds differ in time, so their mean at an evaluation would mix unequal times."""
     rec = _curves(data, [data.quality])
-    xs = [("images_seen", "images seen"), ("train_hours", "training hours")]
-    if data.has_transfer:
-        xs.append(("hours_incl_source", "hours incl. source training"))
-    panels = [[(data.quality, x, xl, st) for x, xl in xs] for st in _stages(data)]
-    return _grid(rec, panels, data, out_dir / "quality_vs_compute.png")
+
+    def columns(stage, here):
+        transfer = (here["transfer_source"].astype(str) != "scratch").any()  # else both panels are one
+        xs = [("train_hours", "training time")] + ([("hours_incl_source", "incl. source training")]
+                                                   if transfer else [])
+        k, unit = _time_unit(here[xs[-1][0]])
+        return [(data.quality, x, f"{xl} ({unit})", True, k) for x, xl in xs]
+
+    return _rows(data, rec, columns, out_dir / "quality_vs_compute.png")
 
 
 def time_per_epoch(data: StudyData, out_dir: Path) -> Path | None:
+    """Per stage (epochs of different stages are different data): each config's time per epoch, a bar for the
+    mean over seeds and a dot per seed."""
     done = data.complete.dropna(subset=["time_per_epoch_min"])
     if done.empty:
         return None
-    df = done.assign(model=[model_name(r) for _, r in done.iterrows()])
-    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.35 * df["model"].nunique()))
+    k, unit = _time_unit(done["time_per_epoch_min"] / 60)
+    df = done.assign(model=[model_name(r) for _, r in done.iterrows()], t=done["time_per_epoch_min"] / 60 * k)
+    stages = list(dict.fromkeys(df["stage"]))
+    sizes = [df[df["stage"] == st]["model"].nunique() for st in stages]
+    fig, axes = plt.subplots(len(stages), 1, figsize=(5.0, 0.5 * len(stages) + 0.28 * sum(sizes) + 0.3),
+                             squeeze=False, sharex=True, height_ratios=[s + 0.8 for s in sizes])
     colors = _palette(data)
-    palette = {model_name(r): colors[r["label"]] for _, r in done.drop_duplicates("label").iterrows()}
-    sns.barplot(df, y="model", x="time_per_epoch_min", hue="model", palette=palette, errorbar="sd", ax=ax,
-                legend=False)
-    ax.set_xlabel("time per epoch (min)", fontsize=8)
-    ax.set_ylabel("")
-    ax.tick_params(labelsize=7)
-    return _save(fig, [], [], out_dir / "time_per_epoch.png")
+    for ax, stage in zip(axes[:, 0], stages, strict=True):
+        here = df[df["stage"] == stage]
+        palette = {model_name(r): colors[r["label"]] for _, r in here.drop_duplicates("label").iterrows()}
+        sns.barplot(here, y="model", x="t", hue="model", palette=palette, errorbar=None, alpha=0.6, ax=ax,
+                    legend=False)
+        sns.stripplot(here, y="model", x="t", color="0.15", size=3, ax=ax, legend=False)
+        ax.set_ylabel("")
+        ax.set_xlabel(f"time per epoch ({unit})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(stages) > 1:
+            ax.set_title(stage, fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(out_dir / "time_per_epoch.png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return out_dir / "time_per_epoch.png"
 
 
 def reach_bars(reach: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -163,7 +224,7 @@ def reach_bars(reach: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     no bar and no verdict where the comparison involves a model that did not learn (bench/report/gate.py)."""
     gated = reach["unlearned"].astype(bool).to_numpy() if "unlearned" in reach else np.zeros(len(reach), bool)
     epochs = np.where(gated, np.nan, reach["epochs_to_reach"].to_numpy(dtype=float))
-    texts = ["no verdict: did not learn" if g else f"not reached in {t:g}" if np.isnan(e) else f"{e:g}"
+    texts = ["no verdict: did not learn" if g else f"not reached in {fmt(t, 3)}" if np.isnan(e) else fmt(e, 3)
              for e, t, g in zip(epochs, reach["trained_epochs"], gated, strict=True)]
     return epochs, texts
 
@@ -184,4 +245,7 @@ def transfer_reach(reach: pd.DataFrame, out_dir: Path) -> Path | None:
     ax.invert_yaxis()
     ax.set_xlabel("epochs to reach the from-scratch final quality", fontsize=8)
     ax.set_xlim(0, max(1.0, float(np.nanmax(np.r_[epochs, reach["trained_epochs"]]))) * 1.3)
-    return _save(fig, [], [], out_dir / "transfer_reach.png")
+    fig.tight_layout()
+    fig.savefig(out_dir / "transfer_reach.png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return out_dir / "transfer_reach.png"
