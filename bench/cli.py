@@ -92,6 +92,7 @@ def cmd_run(args) -> int:
     rows = runner.study_status(study, args.results, storage)
     print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
                 rows, ["label", "seed", "stage", "state"])
+    _stale_line(study, args.results / study.name)
     if summary.paused:
         console.print("session budget reached: run the same command again to resume")
     elif not args.no_report:
@@ -128,6 +129,7 @@ def cmd_status(args) -> int:
         raise ConfigError(f"{args.file}: {e}") from None
     rows = study_status(study, args.results, storage)
     print_table(f"study {study.name} ({study.scale})", rows, ["trial", "label", "seed", "stage", "state"])
+    _stale_line(study, args.results / study.name)
     if not args.check:
         return 0
     if (code := _failed_line(rows, args.results / study.name, f"{args.file} --retry-failed")) != 0:
@@ -141,13 +143,24 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _stale_line(study, study_dir: Path) -> None:
+    """How many finished trials of the folder the study file (as loaded now) no longer asks for."""
+    from .records import point_id, stale_keys
+
+    finished = [p.parent.name for p in sorted((study_dir / "trials").glob("*/trial.json"))]
+    if stale := stale_keys(study_dir, finished, current=[point_id(t.point) for t in study.trials]):
+        print(f"{len(stale)} finished trial(s) in {study_dir} are no longer in {study.path} (stale: their point "
+              f"removed or changed): kept on disk and in trials.csv, left out of the report's tables (bench report "
+              f"--include-stale includes them)", flush=True)
+
+
 def cmd_list(args) -> int:
     import optuna
 
     from .progress import print_table
+    from .report.tables import SCALE, quality_name
     from .runner import make_storage
     from .search_space import is_old_format
-    from .report.tables import SCALE, quality_name
 
     storage = args.storage or _storage_default(args.results)
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
@@ -166,17 +179,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import yaml
-
     from model.trainer import train
 
+    from . import yamlio
     from .progress import StudyProgress, console
     from .study import _flatten, parse_sets, resolve_config
 
-    try:
-        raw = yaml.safe_load(Path(args.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{args.config}: cannot read config ({type(e).__name__})") from None
+    raw = yamlio.load(args.config, "config") or {}  # as study files: duplicate keys and YAML 1.1 traps refused
     if not isinstance(raw, dict):
         raise ConfigError(f"{args.config}: a config file must be a mapping (data, task, model, ...)")
     try:
@@ -215,7 +224,8 @@ def cmd_evaluate(args) -> int:
     from model.evaluate import evaluate
 
     metrics = evaluate(args.run_dir, split=args.split, n_samples=args.n_samples, sampler=args.sampler,
-                       steps=args.steps, seed=args.seed, device=args.device, mmse_samples=args.mmse_samples)
+                       steps=args.steps, seed=args.seed, device=args.device, mmse_samples=args.mmse_samples,
+                       phema_std=args.phema_std)
     print(json.dumps(metrics, indent=2))
     print(f"samples, triplets and metrics.json in {metrics['out_dir']}", file=sys.stderr)
     return 0
@@ -237,8 +247,26 @@ def cmd_fid(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    path = write_report(Path(args.study_dir), formats=tuple(args.format))
+    path = write_report(Path(args.study_dir), formats=tuple(args.format), include_stale=args.include_stale)
     print(path)
+    return 0
+
+
+def cmd_claims(args) -> int:
+    """The paper-claims table of several study files' results (published folders too), to stdout or --out."""
+    from model.atomicio import atomic_write_bytes
+
+    from .report.published import claims_markdown, published_claims
+
+    _, view = published_claims([Path(f) for f in args.files], args.results)
+    command = "bench claims " + " ".join(args.files) + f" --results {args.results}"
+    command += f" --out {args.out}" if args.out else ""
+    text = claims_markdown(view, command)
+    if args.out is None:
+        print(text, end="")
+    else:
+        atomic_write_bytes(Path(args.out), lambda f: f.write(text.encode()))
+        print(args.out)
     return 0
 
 
@@ -346,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mmse-samples", type=positive_int, metavar="K",
                     help="also score L1/PSNR/SSIM of the mean of K samples per input (keys *_mmse; K times the "
                          "sampling); default: the run's eval.mmse_samples")
+    sp.add_argument("--phema-std", type=float, metavar="SIGMA_REL",
+                    help="score the post-hoc EMA of this relative length (e.g. 0.07), rebuilt from "
+                         "RUN_DIR/phema/ (a run trained with train.phema_stds; model/phema.py)")
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("fid", help="FID between two folders or .npz stats (as python -m pytorch_fid)")
@@ -359,7 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("report", help="write report.md, CSV tables and figures for a study folder")
     sp.add_argument("study_dir")
     sp.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "html"])
+    sp.add_argument("--include-stale", action="store_true",
+                    help="also tabulate finished trials whose point the study file no longer has (by default "
+                         "they are only listed, under 'Points no longer in the study file')")
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("claims", help="the paper-claims table (study files' `claims:`) over several studies' results",
+                        epilog="Reads each study's trials.csv, records.csv(.gz), trivial.csv and study.json under "
+                               "--results (published copies too); a run two studies share counts once.")
+    sp.add_argument("files", nargs="+", help="study files (ablations/*.yaml) with a claims: section")
+    sp.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the folder holding the studies' results")
+    sp.add_argument("--out", type=Path, default=None, help="write the markdown page here (default: print it)")
+    sp.set_defaults(func=cmd_claims)
 
     sp = sub.add_parser("data", help="how many images each data source yields per split")
     sp.add_argument("source", nargs="+", choices=["faces", "landscapes", "folder", "places2", "synthetic-faces",

@@ -1,12 +1,13 @@
 """Tidy records of a study, rebuilt from the finished trials' files (never appended to in place).
 
-`records.csv` (long form): one row per trial, stage, epoch and metric, swept parameters as columns.
-`trials.csv`: one row per trial with its final metrics, time per epoch, total hours, images seen and the
-speed-up against the study's baseline, and the learned gate (bench/report/gate.py: the best trivial baseline's
-value of the quality metric, the ratio to it, `learned`). `trivial.csv`: one row per stage and trivial
-baseline with its scores. All are rebuilt from `trials/*/trial.json` and the runs'
-`history.json` under a lock and replaced atomically, so a kill at any moment leaves either the old or the
-new file, and a trial can never appear twice.
+`records.csv` (long form): one row per trial, stage, epoch and metric, swept parameters as columns. `trials.csv`:
+one row per trial with its final metrics, time per epoch, total hours, images seen and the speed-up against the
+study's baseline, and the learned gate (bench/report/gate.py: the best trivial baseline's value of the quality
+metric, the ratio to it, `learned`), and `stale` (True: a trial whose point the study's last `bench run` did not
+ask for, since edited out of the file; other seeds of a current point are not stale; see `stale_keys`).
+`trivial.csv`: one row per stage and trivial baseline with its scores. All are rebuilt from `trials/*/trial.json`
+and the runs' `history.json` under a lock and replaced atomically, so a kill at any moment leaves either the old or
+the new file, and a trial can never appear twice.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import pandas as pd
 from model.atomicio import atomic_write_bytes, remove_stale_temporaries
 from model.errors import ConfigError
 
-from .report import gate
 from .locks import file_lock
+from .report import cost, gate, stats
 
 ID_COLUMNS = ["trial", "label", "seed", "stage", "transfer_source", "is_baseline"]
-RECORD_COLUMNS = ID_COLUMNS + ["target_stage", "epoch", "subset", "images_seen", "train_hours", "metric", "value"]
+# the machine's load around a trial (bench/runner.py) and the trial's own wall and process CPU seconds
+LOAD_COLUMNS = ["load_start", "workers_start", "load_end", "workers_end", "trial_seconds", "trial_cpu_seconds"]
+RECORD_COLUMNS = ID_COLUMNS + ["target_stage", "epoch", "subset", "images_seen", "steps", "train_hours",
+                               "train_cpu_hours", "metric", "value"]
 TRIAL_COLUMNS = ID_COLUMNS + ["state", "reason", "optuna_trial", "epochs", "images_seen", "time_per_epoch_min",
-                              "total_hours", "chain_hours", "speedup", "speedup_per_epoch"]
+                              "total_hours", "chain_hours", "speedup", "speedup_per_epoch", "stale"]
 
 
 def read_json(path: Path):
@@ -46,6 +50,7 @@ def _point_columns(trial: dict) -> dict:
 def _metric_items(record: dict) -> list[tuple[str, float]]:
     items = [("loss", record["loss"]), ("epoch_seconds", record["epoch_seconds"]),
              ("images_per_second", record["images_per_second"])]
+    items += [("epoch_cpu_seconds", record["epoch_cpu_seconds"])] if "epoch_cpu_seconds" in record else []
     items += [(k, v) for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))]
     return items
 
@@ -61,8 +66,10 @@ def records_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
                 base = {"trial": t["key"], "label": t["label"], "seed": t["seed"], "stage": run["stage"],
                         "transfer_source": run["transfer_source"], "is_baseline": t["is_baseline"],
                         "target_stage": run["stage"] == t["stage"], "epoch": rec["epoch"],
-                        "subset": rec["subset"], "images_seen": rec["images_seen"],
-                        "train_hours": rec["train_seconds"] / 3600, **_point_columns(t)}
+                        "subset": rec["subset"], "images_seen": rec["images_seen"], "steps": rec.get("steps"),
+                        "train_hours": rec["train_seconds"] / 3600,
+                        "train_cpu_hours": rec["train_cpu_seconds"] / 3600 if "train_cpu_seconds" in rec else None,
+                        **_point_columns(t)}
                 for metric, value in _metric_items(rec):
                     rows.append({**base, "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=None if rows else RECORD_COLUMNS)
@@ -77,7 +84,10 @@ def _trial_row(study_dir: Path, t: dict, quality: str) -> dict:
     row = {"trial": t["key"], "label": t["label"], "seed": t["seed"], "stage": t["stage"],
            "transfer_source": t["transfer_source"], "is_baseline": t["is_baseline"], "state": t["state"],
            "reason": t.get("reason", ""), "optuna_trial": t.get("optuna_trial"), **_point_columns(t),
-           **{k: t[k] for k in ("timesteps", "terminal_alpha_bar", "terminal_snr") if k in t}}
+           **{k: t[k] for k in ("timesteps", "terminal_alpha_bar", "terminal_snr") if k in t},
+           # the trained stage's run, its config hash without the stage name: one run, whichever study holds it
+           "run": t["chain"][-1]["key"].rsplit("-", 1)[-1] if t.get("chain") else None, "device": t.get("device"),
+           **{k: t.get(k) for k in LOAD_COLUMNS if k in t}}
     if t["state"] != "complete":
         return row
     target = t["chain"][-1]
@@ -93,6 +103,11 @@ def _trial_row(study_dir: Path, t: dict, quality: str) -> dict:
         "total_hours": last["train_seconds"] / 3600, "chain_hours": chain_seconds / 3600,
         "final_loss": last["loss"],
     })
+    if all("epoch_cpu_seconds" in r for r in history):  # process CPU time (model/trainer.py), beside wall time
+        row.update(cpu_hours=last["train_cpu_seconds"] / 3600,
+                   cpu_per_epoch_min=float(np.mean([r["epoch_cpu_seconds"] for r in history])) / 60,
+                   wall_per_cpu=(last["train_seconds"] / last["train_cpu_seconds"]) if last["train_cpu_seconds"]
+                   else None)
     final = evaluated[-1]["metrics"] if evaluated else {}
     row.update({k: v for k, v in final.items() if isinstance(v, (int, float, str))})
     row.update(gate.gate(gate.run_trivial(Path(study_dir) / "runs" / target["key"]), final, quality))
@@ -103,18 +118,38 @@ def _speedups(df: pd.DataFrame) -> pd.DataFrame:
     """speedup = baseline total hours / this trial's total hours (and the same per epoch).
 
     A trial's baseline is the mean of the baseline trials that train the same stage (e.g. the from-scratch
-    run of the same target, or batch learning of the same task), over their seeds.
+    run of the same target, or batch learning of the same task), over their seeds. `speedup_clock` says which
+    hours: `cpu` (process CPU time, which a busy machine hardly bends) where every trial of the stage ran on the
+    CPU and recorded it, else `wall` (on CUDA the step times are synchronised wall time).
     """
     df["speedup"] = np.nan
     df["speedup_per_epoch"] = np.nan
+    df["speedup_clock"] = None
     done = df["state"] == "complete"
-    base = df[done & df["is_baseline"].astype(bool)]
-    for i in df.index[done]:
-        match = base[base["stage"] == df.at[i, "stage"]]
+    base = df[done & df["is_baseline"].astype(bool) & ~df["stale"]]  # the study's own baseline, not a stale one
+    for stage in df.loc[done, "stage"].unique():
+        here = df.index[done & (df["stage"] == stage)]
+        match = base[base["stage"] == stage]
         if match.empty:
             continue
-        df.at[i, "speedup"] = match["total_hours"].mean() / df.at[i, "total_hours"]
-        df.at[i, "speedup_per_epoch"] = match["time_per_epoch_min"].mean() / df.at[i, "time_per_epoch_min"]
+        on_cpu = ("cpu_hours" in df and df.loc[here, "cpu_hours"].notna().all()
+                  and (df.loc[here, "device"].astype(str) == "cpu").all())
+        total, per_epoch = ("cpu_hours", "cpu_per_epoch_min") if on_cpu else ("total_hours", "time_per_epoch_min")
+        df.loc[here, "speedup"] = match[total].mean() / df.loc[here, total]
+        df.loc[here, "speedup_per_epoch"] = match[per_epoch].mean() / df.loc[here, per_epoch]
+        df.loc[here, "speedup_clock"] = "cpu" if on_cpu else "wall"
+    return df
+
+
+def _contention(df: pd.DataFrame) -> pd.DataFrame:
+    """`contended`: a CPU trial whose training wall/CPU ratio is above stats.CONTENDED_RATIO x the median of the
+    study's CPU trials (it was timed on a busy machine); None where not measured or not on the CPU."""
+    df["contended"] = None
+    if "wall_per_cpu" not in df:
+        return df
+    cpu = (df["state"] == "complete") & (df["device"].astype(str) == "cpu") & df["wall_per_cpu"].notna()
+    if cpu.any():
+        df.loc[cpu, "contended"] = stats.contended(df.loc[cpu, "wall_per_cpu"], pd.Series(1.0, index=df.index[cpu]))
     return df
 
 
@@ -123,7 +158,43 @@ def trials_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame([_trial_row(study_dir, t, quality) for t in trials])
     if df.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
-    return _speedups(df)
+    df["stale"] = df["trial"].isin(stale_keys(study_dir, df["trial"]))
+    return _contention(_speedups(df))
+
+
+def with_cost(table: pd.DataFrame, records: pd.DataFrame, trivial: pd.DataFrame, quality: str) -> pd.DataFrame:
+    """trials.csv's cost-to-target columns (bench/report/cost.py: `to_<baseline|trivial>_<epoch|images|steps|
+    hours|cpu_hours>`, NaN: not reached) added to `table`."""
+    if table.empty or "stage" not in table:
+        return table
+    return table.join(cost.per_trial(table, records, trivial, quality))
+
+
+def point_id(point: dict) -> str:
+    """A sweep point (axis -> value) as one comparable string: the seed-free identity of a config."""
+    return json.dumps(point, sort_keys=True, default=str)
+
+
+def stale_keys(study_dir: Path, finished, current=None) -> list[str]:
+    """The keys among `finished` (trial keys with a trial.json) whose point the study no longer asks for: not
+    among `current` (point_id of each point of the study file as loaded now), by default the `points` the last
+    `bench run` of the folder wrote into study.json. Seeds are replications, not experiments: a finished seed of
+    a point the file still has is never stale, whatever `--seeds` the last call named. Stale trials stay on disk
+    and in trials.csv (column `stale`), apart from the report's tables (bench/report/tables.py). A folder written
+    before study.json recorded its points has none."""
+    if current is None:
+        path = Path(study_dir) / "study.json"
+        current = read_json(path).get("points") if path.exists() else None
+        if current is None:
+            return []
+    current = set(current)
+    out = []
+    for key in finished:
+        trial = Path(study_dir) / "trials" / key / "trial.json"
+        point = read_json(trial).get("point") if trial.exists() else None
+        if point is not None and point_id(point) not in current:
+            out.append(key)
+    return out
 
 
 def trivial_frame(study_dir: Path, trials: list[dict]) -> pd.DataFrame:
@@ -155,10 +226,11 @@ def rebuild(study_dir: Path, lock=None) -> tuple[pd.DataFrame, pd.DataFrame]:
         remove_stale_temporaries(study_dir)  # a killed writer's half-written tables
         trials = finished_trials(study_dir)
         records = records_frame(study_dir, trials)
-        table = trials_frame(study_dir, trials)
+        trivial = trivial_frame(study_dir, trials)
+        table = with_cost(trials_frame(study_dir, trials), records, trivial, quality_metric(study_dir))
         _write_csv(study_dir / "records.csv", records)
         _write_csv(study_dir / "trials.csv", table)
-        _write_csv(study_dir / "trivial.csv", trivial_frame(study_dir, trials))
+        _write_csv(study_dir / "trivial.csv", trivial)
     return records, table
 
 

@@ -14,9 +14,11 @@ worker's claims die with it; the next worker to take the trial resumes it from i
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +36,11 @@ from model.schedule import schedule_from_config
 from model.trainer import Budget, train
 
 from . import records, search_space
-from .report import gate
 from .claims import FileClaims, claims_for, server_lock
 from .launch import train_processes
 from .locks import file_lock
 from .preflight import check_same_configuration
+from .report import gate
 from .study import SCRATCH, StageRun, Study, Trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -107,7 +109,7 @@ def open_study(study: Study, storage, stage: str) -> optuna.Study:
     if isinstance(storage, str):
         storage = make_storage(storage)
     trials = search_space.trials_by_stage(study)[stage]
-    space = search_space.search_space(trials)
+    space = search_space.search_space(trials, study.follows)
     # The grid is declared to Optuna; trials are claimed through file locks, because GridSampler may hand
     # the same point to two workers running at once.
     sampler = optuna.samplers.GridSampler(search_space.grid(space, trials), seed=0)
@@ -120,12 +122,15 @@ def open_study(study: Study, storage, stage: str) -> optuna.Study:
     ostudy.set_user_attr("axes", study.axes)
     ostudy.set_user_attr("n_trials", len(trials))
     ostudy.set_user_attr("quality_metric", study.spec.quality_metric)
+    with warnings.catch_warnings():  # experimental since optuna 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ostudy.set_metric_names([search_space.metric_name(study.spec.quality_metric)])  # not "Objective 0"
     return ostudy
 
 
 def _template(study: Study, trial: Trial, state: TrialState, **fields) -> optuna.trial.FrozenTrial:
     """A trial of the stage's Optuna study with the trial's point as parameters, one per axis."""
-    space = search_space.search_space(search_space.trials_by_stage(study)[trial.run.stage])
+    space = search_space.search_space(search_space.trials_by_stage(study)[trial.run.stage], study.follows)
     params = search_space.params(trial, space)
     user_attrs = {"key": trial.key, "label": trial.label, "stage": trial.run.stage,
                   "transfer_source": trial.run.transfer_source, **fields.pop("user_attrs", {})}
@@ -241,6 +246,8 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
     trial_dir = study_dir / "trials" / trial.key
     trial_dir.mkdir(parents=True, exist_ok=True)  # a database claim (bench/claims.py) creates no lock file here
     otrial = _new_optuna_trial(ostudy, study, trial)
+    # this session's share of the trial (a resumed trial: its last session), evaluation and baselines included
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     quality = study.spec.quality_metric
     write_json(trial_dir / "config.json", {r.stage: r.config.model_dump(mode="json") for r in trial.run.chain()})
     info = {"key": trial.key, "index": study.trials.index(trial), "label": trial.label, "seed": trial.seed,
@@ -249,7 +256,8 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
             "is_baseline": trial.is_baseline, "optuna_trial": otrial.number,
             "optuna_study": ostudy.study_name,
             "chain": [{"key": r.key, "stage": r.stage, "transfer_source": r.transfer_source}
-                      for r in trial.run.chain()], **_schedule_facts(trial.run), **_device_facts(device)}
+                      for r in trial.run.chain()], **_schedule_facts(trial.run), **_device_facts(device),
+            **_load_facts("start", study, study_dir, claims)}
     try:
         done = {}
         for run in trial.run.chain():
@@ -266,6 +274,8 @@ def run_trial(study: Study, ostudy: optuna.Study, trial: Trial, study_dir: Path,
         trivial = gate.run_trivial(study_dir / "runs" / trial.run.key, device)  # before trial.json: a copy keeps it
         for k, v in gate.gate(trivial, final, quality).items():  # learned: beats the best trivial baseline
             otrial.set_user_attr(k, v)
+        info.update(trial_seconds=time.perf_counter() - wall0, trial_cpu_seconds=time.process_time() - cpu0,
+                    **_load_facts("end", study, study_dir, claims))
         write_json(trial_dir / "trial.json", info)  # the trial's done marker, written last
         fault("trial-finish")
         _finish(ostudy, otrial, TrialState.COMPLETE, float(final.get(quality, float("nan"))))
@@ -293,6 +303,18 @@ def _device_facts(device: str) -> dict:
     cpu = platform.processor() or platform.machine()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu
     return {"device": str(dev), "device_name": name, "torch_version": torch.__version__}
+
+
+def _load_facts(when: str, study: Study, study_dir: Path, claims) -> dict:
+    """The machine's load at a trial's start or end: `load_<when>`, the 1-minute load average (os.getloadavg;
+    None where the OS has none), and `workers_<when>`, the trials of this study that live workers hold (this
+    one included): what a time measured on a shared machine competed with."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = None
+    held = (claims or FileClaims()).held
+    return {f"load_{when}": load, f"workers_{when}": sum(held(study_dir / "trials" / t.key) for t in study.trials)}
 
 
 def _schedule_facts(run: StageRun) -> dict:
@@ -338,7 +360,11 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
                 "name": study.name, "file": str(study.path), "scale": study.scale, "axes": study.axes,
                 "baseline": study.spec.baseline, "quality_metric": study.spec.quality_metric,
                 "description": study.spec.description, "trials": len(study.trials), "overrides": study.overrides,
-                "seeds": study.spec.seeds, "seeds_override": study.seeds_override})
+                "seeds": study.spec.seeds, "seeds_override": study.seeds_override,
+                # the points this file asks for; finished trials of other points are stale (records.stale_keys)
+                "points": list(dict.fromkeys(records.point_id(t.point) for t in study.trials)),
+                "follows": study.follows, "names": study.names,
+                "claims": [c.model_dump(mode="json") for c in study.spec.claims]})
             ostudies = {stage: open_study(study, storage, stage) for stage in search_space.trials_by_stage(study)}
         summary = RunSummary()
         budget = budget or Budget()

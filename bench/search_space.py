@@ -1,20 +1,20 @@
 """The study's grid as Optuna sees it: one Optuna study per stage, one parameter per swept axis.
 
-Every swept axis (`diffusion.timesteps`, `train.subsets`, `model.dropout`, `transfer_source`, `stage`, ...) and
-the seed is its own Optuna parameter under its own name, with a distribution that fits its values
-(optuna.distributions): integers -> IntDistribution, other numbers -> FloatDistribution (log-scaled when they
-span two decades or more, as a learning rate does), anything else or a mix (strings, booleans, `null` beside
-numbers) -> CategoricalDistribution in the study file's order. So optuna-dashboard's importance, slice, contour
-and parallel-coordinate plots show each axis on its own.
+Every swept axis (`diffusion.timesteps`, `train.subsets`, `model.dropout`, `transfer_source`, `stage`, ...) but
+those that only follow from others (`sweep.follows`, bench/study.py), and the seed, is its own Optuna parameter
+under its own name, with a distribution that fits its values (optuna.distributions): integers -> IntDistribution,
+other numbers -> FloatDistribution (log-scaled when they span two decades or more, as a learning rate does),
+anything else or a mix (strings, booleans, `null` beside numbers) -> CategoricalDistribution in the study file's
+order. So optuna-dashboard's importance, slice, contour and parallel-coordinate plots show each axis on its own.
 
-Why one Optuna study per stage, named `<study>/<stage>` (`<study>/main` for a study without stages): stages
-differ in task and data (face inpainting, face colorization, landscape colorization), so their quality metrics
-are different quantities (a KID of 0.17 for inpainting and of 0.6 for colorization say nothing about each
-other); on one objective axis the history, importance and slice plots would rank them as if they were one.
-Within a stage every trial is scored on the same task and test split. One multi-objective study (one
-objective per stage) would leave every trial with objectives it never measured, and Optuna requires them all.
-Single-stage studies are `<study>/main` too: one naming rule, and never the name that storages written before
-this layout use for their one-`point`-parameter studies (left as they were; see `is_old_format`).
+Why one Optuna study per stage, named `<study>/<stage>` (`<study>/main` for a study without stages): stages differ
+in task and data (face inpainting, face colorization, landscape colorization), so their quality metrics are
+different quantities (a KID of 0.17 for inpainting and of 0.6 for colorization say nothing about each other); on
+one objective axis the history, importance and slice plots would rank them as if they were one. Within a stage
+every trial is scored on the same task and test split. One multi-objective study (one objective per stage) would
+leave every trial with objectives it never measured, and Optuna requires them all. Single-stage studies are
+`<study>/main` too: one naming rule, and never the name that storages written before this layout use for their
+one-`point`-parameter studies (left as they were; see `is_old_format`).
 """
 
 from __future__ import annotations
@@ -74,9 +74,17 @@ def distribution(values: list) -> BaseDistribution:
     return CategoricalDistribution(list(dict.fromkeys(values)))
 
 
-def search_space(trials: list[Trial]) -> dict[str, BaseDistribution]:
-    """{parameter name: distribution} of a group of trials: their swept axes in the file's order, then seed."""
-    axes = list(dict.fromkeys(k for t in trials for k in t.point))
+def metric_name(quality_metric: str) -> str:
+    """The objective's name in optuna-dashboard: the quality metric as its raw value is stored (`kid` -> `KID`,
+    not the report's KID×10³: Optuna keeps the unscaled value)."""
+    return quality_metric.upper()
+
+
+def search_space(trials: list[Trial], follows=()) -> dict[str, BaseDistribution]:
+    """{parameter name: distribution} of a group of trials: their swept axes in the file's order, then seed.
+    Axes in `follows` (set by the others, bench/study.py) are not parameters: they would show in
+    optuna-dashboard's importance and slice plots as if they were ablated."""
+    axes = [k for k in dict.fromkeys(k for t in trials for k in t.point) if k not in set(follows)]
     space = {axis: distribution([t.point[axis] for t in trials]) for axis in axes}
     space[SEED] = distribution([t.seed for t in trials])
     return space

@@ -12,12 +12,21 @@ A study file (YAML):
     sweep:
       grid: {train.dropout: [0.0, 0.1]}                      # every combination
       zip: {diffusion.timesteps: [2000, 1200], diffusion.match_terminal: [null, 2000]}  # move together
+      names: [T2000, T1200]          # optional: one name per point (sweep order) for the report's tables
+      follows: [eval.every_epochs]   # optional: axes set by the others (settings, not ablation axes)
     seeds: [0, 1]
     baseline: {diffusion.timesteps: 2000}                   # the point speed-ups are measured against
 
 Special axes: `stage` (which stage a trial trains; its upstream stages run first, shared between trials)
 and `transfer_source` (`scratch` or a stage name: where the trained stage's weights start from).
 Order of precedence: config defaults < scale preset < base < stage < scales[scale] < sweep point.
+
+`sweep.follows` lists swept axes whose value only follows from the others (paper.yaml's `eval.every_epochs`,
+set by N and E): they still set each trial's config, but the report leaves them out of config names and
+ablation tables and optuna-dashboard does not show them as parameters. Without the key, the swept `eval.*`
+axes follow (evaluation settings do not change what a config trains); `follows: []` makes every axis an
+ablation axis. `sweep.names` names the points (unique within a stage); otherwise the report names a config by
+the axes that vary within its stage (bench/report/labels.py).
 """
 
 from __future__ import annotations
@@ -31,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model.config import RunConfig, run_identity
 from model.errors import ConfigError
 
+from . import yamlio
+from .paper_claims import Claim, check_claims
 from .presets import EPOCH_MULTIPLIER, SCALES
 
 SPECIAL_AXES = ("stage", "transfer_source")
@@ -48,6 +58,8 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grid: dict[str, list] = Field(default_factory=dict)
     zip: dict[str, list] = Field(default_factory=dict)
+    names: list[str] = Field(default_factory=list)  # one per point, in sweep order (the report's names)
+    follows: list[str] | None = None  # axes set by the others; None: the swept eval.* axes
 
 
 class StudyFile(BaseModel):
@@ -61,6 +73,7 @@ class StudyFile(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     baseline: dict = Field(default_factory=dict)
     quality_metric: Literal["kid", "fid", "l1"] = "kid"  # what each Optuna trial reports (lower is better)
+    claims: list[Claim] = Field(default_factory=list)  # the paper's statements as data (bench/paper_claims.py)
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,8 @@ class Study:
     axes: list[str] = field(default_factory=list)
     overrides: dict = field(default_factory=dict)  # --set KEY=VALUE, recorded so reports can reproduce it
     seeds_override: list[int] | None = None  # --seeds, likewise
+    follows: list[str] = field(default_factory=list)  # swept axes that only follow from others (sweep.follows)
+    names: dict[str, str] = field(default_factory=dict)  # point label -> sweep.names' name
 
 
 # ---------------------------------------------------------------- helpers for dotted keys and errors
@@ -181,10 +196,10 @@ def parse_sets(items: list[str] | None) -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set data.path=/data/celeba")
         try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.constructor.ConstructorError:
+            out[key.strip()] = yamlio.parse(value, f"--set {item!r}", "value")
+        except yamlio.YamlTagError:
             raise ConfigError(f"--set {item!r}: YAML tags are not allowed in values") from None
-        except yaml.YAMLError:
+        except yamlio.YamlReadError:
             raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
     return out
 
@@ -207,21 +222,7 @@ def load_study(path: str | Path, scale: str, overrides: dict | None = None, seed
     `seeds` (from --seeds) replaces its seeds."""
     path = Path(path)
     where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: study file not found") from None
-    except yaml.constructor.ConstructorError as e:  # e.g. !!python/object/apply: safe_load never runs it
-        mark = getattr(e, "problem_mark", None)
-        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{where}: YAML tag not allowed{pos} ({e.problem}); study files are plain YAML "
-                          f"(mappings, lists, strings, numbers)") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{where}: YAML syntax error{pos}: {getattr(e, 'problem', e)}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{where}: cannot read study file ({e.__class__.__name__}: {e})") from None
+    raw = yamlio.load(path, "study file")  # duplicate keys and YAML 1.1 traps refused, tags never run
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a study file must be a mapping of keys (name, base, sweep, seeds, ...)")
     try:
@@ -266,6 +267,38 @@ def _axes(spec: StudyFile) -> tuple[list[str], list[dict]]:
         for z in zipped:
             points.append({**z, **dict(zip(grid_keys, combo, strict=True))})
     return list(spec.sweep.zip) + grid_keys, points
+
+
+def _follows(spec: StudyFile, axes: list[str]) -> list[str]:
+    """sweep.follows, checked against the swept axes (default: the swept eval.* axes)."""
+    if spec.sweep.follows is None:
+        return [a for a in axes if a.startswith("eval.")]
+    for key in spec.sweep.follows:
+        if key not in axes:
+            raise ConfigError(f"sweep.follows: {key!r} is not a swept axis ({', '.join(axes) or 'none'})")
+        if key in SPECIAL_AXES:
+            raise ConfigError(f"sweep.follows: {key!r} cannot follow from other axes (it picks the stage or "
+                              "the weights a trial starts from)")
+    return list(spec.sweep.follows)
+
+
+def _names(spec: StudyFile, points: list[dict], default_stage: str) -> dict[str, str]:
+    """sweep.names as {point label: name}: one non-empty name per point, unique within a stage."""
+    names = spec.sweep.names
+    if not names:
+        return {}
+    if len(names) != len(points):
+        raise ConfigError(f"sweep.names: {len(names)} names for {len(points)} sweep points (give one per point, "
+                          "in sweep order)")
+    seen = set()
+    for name, point in zip(names, points, strict=True):
+        stage = point.get("stage", default_stage)
+        if not str(name).strip():
+            raise ConfigError(f"sweep.names: an empty name (point {_label(point)})")
+        if (stage, name) in seen:
+            raise ConfigError(f"sweep.names: {name!r} names two points of stage {stage}")
+        seen.add((stage, name))
+    return {_label(p): str(n) for n, p in zip(names, points, strict=True)}
 
 
 def _label(point: dict) -> str:
@@ -351,6 +384,7 @@ def _expand(study: Study, overrides: dict) -> Study:
         return StageRun(stage=stage, config=cfg, transfer_source=source, upstream=upstream)
 
     study.axes, points = _axes(spec)
+    study.follows, study.names = _follows(spec, study.axes), _names(spec, points, default_stage=list(stages)[-1])
     default_stage = list(stages)[-1]
     for key in spec.baseline:
         if key not in study.axes:
@@ -370,4 +404,5 @@ def _expand(study: Study, overrides: dict) -> Study:
                           f"(a repeated value in a sweep list or in seeds)")
     if spec.baseline and not any(t.is_baseline for t in study.trials):
         raise ConfigError(f"baseline: {spec.baseline} matches no sweep point")
+    check_claims(spec.claims, study.axes, points, default_stage, spec.baseline)
     return study

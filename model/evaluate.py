@@ -22,6 +22,7 @@ from .data import load_split
 from .data.cache import cache_root
 from .device import autocast_context, resolve_device
 from .errors import CheckpointError
+from .metrics.bootstrap import standard_errors
 from .metrics.fid import fid_from_features
 from .metrics.image import image_metrics
 from .metrics.inception import extract_features
@@ -113,6 +114,7 @@ class Evaluator:
 
     def __call__(self, net: torch.nn.Module, epoch: int) -> dict:
         final = epoch >= self.cfg.train.total_epochs
+        wall0, cpu0 = time.perf_counter(), time.process_time()  # process: all of torch's threads count
         was_training = net.training
         net.eval()
         out, cond, mask, sec_per_image, strip = self.generate(net, return_intermediates=final)
@@ -126,6 +128,7 @@ class Evaluator:
                        sampler=f"{self.sampler_name}-{self.steps if self.sampler_name == 'ddim' else 'all'}")
         if final and self.cfg.eval.ddpm_timing_samples:
             metrics["ddpm_seconds_per_image"] = self.time_ddpm(net, self.cfg.eval.ddpm_timing_samples)
+        metrics.update(eval_seconds=time.perf_counter() - wall0, eval_cpu_seconds=time.process_time() - cpu0)
         if self.out_dir is not None:
             self.save(epoch, out, cond, strip, final, metrics)
         return metrics
@@ -154,16 +157,25 @@ class Evaluator:
                 metrics["fid"] = fid_from_features(feats, ref["features"])  # same value, cheaper for small N
             if "kid" in metrics_wanted:
                 metrics["kid"], metrics["kid_std"] = kernel_inception_distance(feats, ref["features"])
-        metrics.update(self.distortion(out, self.ground_truth(), mask))
+        per_image = self.per_image(out, self.ground_truth(), mask)
+        metrics.update({k: float(v.mean()) for k, v in per_image.items()})
+        # <metric>_se: the sampling uncertainty over these n samples (a paired bootstrap; kid_std above is NaN
+        # whenever n is below KID's subset size, since every subset is then the whole set)
+        paired = bool(metrics_wanted & {"fid", "kid"}) and len(feats) == len(ref["features"])
+        metrics.update(standard_errors(per_image, feats if paired else None, ref["features"] if paired else None,
+                                       [k for k in ("fid", "kid") if k in metrics_wanted and paired]))
         return metrics
 
     def distortion(self, out: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, suffix: str = "") -> dict:
         """The L1 / PSNR / SSIM asked for in `eval.metrics` of out against gt (both [n, 3, H, W] in [-1, 1]),
         averaged over images, over the hole too where the task has one; each key ends with `suffix`."""
+        return {f"{k}{suffix}": float(v.mean()) for k, v in self.per_image(out, gt, mask).items()}
+
+    def per_image(self, out: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, np.ndarray]:
+        """The L1 / PSNR / SSIM asked for in `eval.metrics`, one float64 value per image [n]."""
         hole = None if self.cfg.task.name == "colorization" else mask
         wanted = set(self.cfg.eval.metrics)
-        return {f"{k}{suffix}": float(v.mean()) for k, v in image_metrics(out, gt, hole).items()
-                if k.split("_")[0] in wanted}
+        return {k: v for k, v in image_metrics(out, gt, hole).items() if k.split("_")[0] in wanted}
 
     def save(self, epoch: int, out, cond, strip, final: bool, metrics: dict) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -197,17 +209,28 @@ def load_ema_network(run_dir: Path, device) -> tuple[torch.nn.Module, RunConfig,
 
 
 def evaluate(run_dir: Path, split: str = "test", n_samples: int | None = None, sampler: str | None = None,
-             steps: int | None = None, seed: int | None = None, device="auto", mmse_samples: int | None = None) -> dict:
+             steps: int | None = None, seed: int | None = None, device="auto", mmse_samples: int | None = None,
+             phema_std: float | None = None) -> dict:
     """Sample a trained run on `split` with its EMA weights; save samples, triplets and metrics.json into
-    `run_dir/eval/<split>-<sampler>-n<N>-seed<S>[-mmse<K>]/`. Returns the metrics and that folder (`out_dir`)."""
+    `run_dir/eval/<split>-<sampler>-n<N>-seed<S>[-mmse<K>][-phema<std>]/`. Returns the metrics and that folder
+    (`out_dir`). phema_std: use the post-hoc EMA of that sigma_rel, rebuilt from `run_dir/phema/` (model/phema.py)."""
     device = resolve_device(device)
     net, cfg, ckpt = load_ema_network(run_dir, device)
+    phema_info = None
+    if phema_std is not None:
+        from .phema import reconstruct
+
+        state, phema_info = reconstruct(Path(run_dir) / "phema", phema_std)
+        net.load_state_dict(state)
     ev = Evaluator(cfg, device, None, split, n_samples, sampler, steps, seed, save_all=True, mmse_samples=mmse_samples)
     name = f"{split}-{ev.sampler_name}{ev.steps if ev.sampler_name == 'ddim' else ''}-n{ev.n}-seed{ev.seed}"
     name += f"-mmse{ev.mmse_samples}" if ev.mmse_samples > 1 else ""
+    name += f"-phema{phema_std:g}" if phema_std is not None else ""
     ev.out_dir = Path(run_dir) / "eval" / name
     epoch = ckpt["progress"]["epoch"]
     metrics = ev(net, max(epoch, cfg.train.total_epochs))
     metrics["epoch"] = epoch
+    if phema_info is not None:
+        metrics["phema"] = {k: v for k, v in phema_info.items() if k != "coefficients"}
     (ev.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return {**metrics, "out_dir": str(ev.out_dir)}

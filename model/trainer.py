@@ -34,8 +34,10 @@ from .device import autocast_context, resolve_device
 from .ema import make_ema
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .faults import fault, poison
+from .noise_levels import gamma_sampler
 from .objective import palette_loss
 from .optim import make_optimizer, make_warmup
+from .phema import PowerEMA
 from .schedule import schedule_from_config
 from .tasks import make_task
 from .unet import UNet
@@ -141,7 +143,7 @@ def train(
 
     # -- the run folder remembers its config: resuming with another config is refused
     run_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (run_dir, run_dir / "checkpoints") if group.is_main else ():  # the folder is rank 0's
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "phema") if group.is_main else ():  # rank 0's
         remove_stale_temporaries(folder)  # what a killed session was writing
     config_json = cfg.model_dump_json(indent=2)
     config_path = run_dir / "config.json"
@@ -163,6 +165,10 @@ def train(
     torch.manual_seed(tc.seed)  # network init and dropout
     net = build_network(cfg).place(device)
     ema = make_ema(net, tc.ema_decay, tc.ema_warmup)
+    # Post-hoc EMA profiles (train.phema_stds; model/phema.py), kept by rank 0, which writes the snapshots.
+    phema = PowerEMA(net, tc.phema_stds) if tc.phema_stds and group.is_main else None
+    draw_gamma = gamma_sampler(cfg.diffusion, schedule)  # diffusion.noise_levels (model/noise_levels.py)
+    per_image = cfg.diffusion.loss_weighting != "none"  # a weighted loss is a mean over images
     optimizer = make_optimizer(net, tc)
     scheduler = make_warmup(optimizer, tc)
     # Masks, gamma and noise are drawn where the batch lives: on the host they cost ~20 ms per 256-px batch
@@ -182,6 +188,10 @@ def train(
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if phema is not None:
+            if "phema" not in ckpt:
+                raise CheckpointError(f"{resumed_from}: checkpoint has no post-hoc EMA state (train.phema_stds)")
+            phema.load_state_dict(ckpt["phema"])
         reseed = distributed.rank_seed(tc.seed * 1_000_003 + ckpt["progress"]["steps"], group)
         if not set_rng_state(distributed.rank_rng(ckpt, group), generator, reseed=reseed):
             print(f"warning: {resumed_from.name} was written on another kind of device "
@@ -210,6 +220,8 @@ def train(
                    "rng": rngs[0], "progress": dict(progress), "history": history}
         if group.active:
             payload["rng_ranks"] = rngs
+        if phema is not None:
+            payload["phema"] = phema.state_dict()
         path = save_checkpoint(run_dir / "checkpoints", progress["steps"], payload, tc.keep_checkpoints)
         fault("checkpoint-saved")
         write_json(run_dir / "history.json", history)
@@ -245,6 +257,9 @@ def train(
         subset = incremental.subset_of_epoch(epoch, tc.subsets, tc.epochs_per_subset)
         order = incremental.epoch_order(subsets[subset], tc.seed, epoch)
         batch_list = incremental.batches(order, tc.batch_size)
+        # Process CPU time (all of torch's threads; a thread clock would miss its intra-op pool) of the epoch:
+        # a busy machine stretches wall time, hardly this. A resumed epoch counts its resumed part only.
+        cpu0 = time.process_time()
         net.train()
         for b in range(progress["step_in_epoch"], len(batch_list)):
             t0 = time.perf_counter()
@@ -257,8 +272,9 @@ def train(
             cond, mask = task.make(y0, [generator] * len(y0))
             with autocast_context(device):
                 loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss,
-                                                   cfg.diffusion.prediction))
-            loss = distributed.scale_loss(loss, mask, group)  # this rank's share x K; itself on one process
+                                                   cfg.diffusion.prediction, draw_gamma, cfg.diffusion.loss_weighting,
+                                                   cfg.diffusion.min_snr_gamma))
+            loss = distributed.scale_loss(loss, mask, group, per_image)  # this rank's share x K; 1 process: itself
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip is not None:
@@ -266,6 +282,8 @@ def train(
             optimizer.step()
             scheduler.step()
             ema.update_parameters(net)
+            if phema is not None:
+                phema.update(net)
             # Read the loss once, at the end: a read-back before backward() would stall a GPU mid-step. A
             # non-finite loss has spoiled only these in-memory weights; the last checkpoint is untouched.
             loss_value = distributed.batch_loss(loss, group).item()  # the global batch's
@@ -278,6 +296,13 @@ def train(
                             train_seconds=progress["train_seconds"] + dt,
                             epoch_seconds=progress["epoch_seconds"] + dt,
                             epoch_loss_sum=progress["epoch_loss_sum"] + loss_value)
+            # A snapshot each time images seen pass a multiple of train.phema_snapshot_every, and at the run's
+            # last step (what a reconstruction at the end needs); a resumed run rewrites the same files.
+            if phema is not None and (
+                    progress["images_seen"] // tc.phema_snapshot_every
+                    > (progress["images_seen"] - len(batch_list[b])) // tc.phema_snapshot_every
+                    or (epoch + 1 == total_epochs and b + 1 == len(batch_list))):
+                phema.snapshot(run_dir / "phema", progress["images_seen"])
             fault("train-step")
             if on_step is not None and group.is_main:
                 on_step({"epoch": epoch + 1, "epochs": total_epochs, "subset": subset + 1,
@@ -287,10 +312,13 @@ def train(
                     and b + 1 < len(batch_list):
                 last_path = checkpoint()
 
+        epoch_cpu = time.process_time() - cpu0
+        progress["train_cpu_seconds"] = progress.get("train_cpu_seconds", 0.0) + epoch_cpu  # .get: older checkpoints
         record = {"epoch": epoch + 1, "subset": subset + 1, "subset_size": len(order),
                   "steps": progress["steps"], "images_seen": progress["images_seen"],
                   "loss": progress["epoch_loss_sum"] / len(batch_list), "lr": scheduler.get_last_lr()[0],
                   "epoch_seconds": progress["epoch_seconds"], "train_seconds": progress["train_seconds"],
+                  "epoch_cpu_seconds": epoch_cpu, "train_cpu_seconds": progress["train_cpu_seconds"],
                   "images_per_second": len(order) / max(progress["epoch_seconds"], 1e-9), "metrics": {}}
         history.append(record)
         eval_every = cfg.eval.every_epochs

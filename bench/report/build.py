@@ -9,30 +9,29 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
 from model.atomicio import atomic_write_bytes
 
 from .. import records
-from . import figures, tables
+from . import cost, figures, labels, samples, stale, tables, verdicts
 from .findings import findings
 from .tables import FID_RELIABLE_N, StudyData, fmt, md_table, quality_name
 
 REPORT_DIR = "report"
 
 
-def write_report(study_dir: Path, formats=("md", "csv")) -> Path:
-    """Write report.md (plus report/*.csv when 'csv' in formats, report.html when 'html'); return its path."""
+def write_report(study_dir: Path, formats=("md", "csv"), include_stale: bool = False) -> Path:
+    """Write report.md (plus report/*.csv when 'csv' in formats, report.html when 'html'); return its path.
+    `include_stale`: also tabulate the trials the study file no longer asks for (else only listed apart)."""
     study_dir = Path(study_dir)
     records.published_copy(study_dir)
-    data = tables.load(study_dir)
+    data = tables.load(study_dir, include_stale)
     out = study_dir / REPORT_DIR
     if out.exists():
         shutil.rmtree(out)
@@ -42,18 +41,18 @@ def write_report(study_dir: Path, formats=("md", "csv")) -> Path:
     if data.complete.empty:
         parts.append("## Results\n\nNo trial completed: nothing to tabulate.")
     else:
-        qual, eff, reach = tables.quality_table(data), tables.efficiency_table(data), tables.reach_table(data)
+        qual, eff = tables.quality_table(data), tables.efficiency_table(data)
         parts += [_paper_tables(data, qual, eff, out, csv), _ablations(data, out, csv)]
-        if not reach[0].empty:
-            parts.append(_block("## Transfer: epochs to reach the from-scratch quality", _REACH_NOTE, reach,
-                                "report_transfer_reach", out, csv)
-                         + _figure(figures.transfer_reach(reach[0], out), "epochs to reach"))
-        parts += [_figures(data, out), _qualitative(data, out),
-                  "## Findings\n\n" + "\n".join(f"- {s}" for s in findings(data, qual[0], eff[0], reach[0]))]
+        parts.append(verdicts.section(data, out, csv))  # each config vs its stage's baseline, with intervals
+        parts.append(verdicts.claims_section(data, out, csv))  # the study file's claims (bench/paper_claims.py)
+        parts.append(cost.section(data, out, csv))  # cost to reach the baseline's / the best trivial quality
+        parts += [_figures(data, out), samples.section(data, out),
+                  "## Findings\n\n" + "\n".join(f"- {s}" for s in findings(data))]
     failed = tables.failed_table(data)
     if not failed.empty:
         parts.append("## Failed trials\n\n" + md_table(failed))
-    text = "\n\n".join(parts) + "\n"
+    parts += [stale.section(data, include_stale)] if not data.stale.empty else []  # listed apart (issue 24)
+    text = "\n\n".join(p for p in parts if p) + "\n"  # a section with nothing to say is ""
     md_path = study_dir / "report.md"
     atomic_write_bytes(md_path, lambda f: f.write(text.encode()))
     if "html" in formats:
@@ -98,6 +97,18 @@ def _joined(values) -> str:
     return " / ".join(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
+def _relative(path) -> str:
+    """A path as the Reproduce command shows it: relative to the working folder when under it, else its last
+    part, so the command never carries the folders of the machine it ran on."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return p.name
+
+
 def _header(data: StudyData) -> str:
     m, trials = data.meta, data.trials
     info = [records.read_json(data.dir / "trials" / k / "trial.json") for k in trials["trial"]]
@@ -106,10 +117,13 @@ def _header(data: StudyData) -> str:
     done, failed = len(data.complete), int((trials["state"] != "complete").sum())
     pending = max(0, int(m.get("trials", len(trials))) - len(trials))
     q = data.quality
-    rows = [("Study file", f"`{m.get('file', '?')}`"), ("Scale", m.get("scale", "?")),
+    rows = [("Study file", f"`{_relative(m.get('file', '?'))}`"), ("Scale", m.get("scale", "?")),
             ("Quality metric", f"{quality_name(q)} (lower is better)" if q != "psnr" else q),
             ("Baseline", ", ".join(f"{k} = {v}" for k, v in m.get("baseline", {}).items()) or "none"),
             ("Swept axes", ", ".join(f"`{a}`" for a in m.get("axes", [])) or "none"),
+            *([("Follow from the others", ", ".join(f"`{a}`" for a in labels.follows(m))
+                + " (settings, not ablation axes: left out of names and ablation tables)")]
+              if labels.follows(m) else []),
             ("Trials", f"{done} complete, {failed} failed, {pending} not run (of {m.get('trials', '?')})"),
             ("Model parameters", _joined(fmt(v) for v in data.complete.get("num_parameters", [])) or "–"),
             ("Device", _joined(f"{i['device']} ({i.get('device_name', '')})" for i in info if "device" in i)
@@ -120,8 +134,8 @@ def _header(data: StudyData) -> str:
     facts = _run_facts(data)
     stage_rows = [{k: _joined(f[k] for f in facts if f["Stage"] == st) for k in facts[0]}
                   for st in dict.fromkeys(f["Stage"] for f in facts)] if facts else []
-    root = data.dir.parent
-    results = "" if root.name == "results" and not root.is_absolute() else f" --results {root}"
+    root = _relative(data.dir.parent)
+    results = "" if root == "results" else f" --results {root}"
     results += "".join(f" --set {k}={json.dumps(v) if not isinstance(v, str) else v}"
                        for k, v in (m.get("overrides") or {}).items())
     if m.get("seeds_override"):
@@ -132,17 +146,12 @@ def _header(data: StudyData) -> str:
         text += ["Data, task and training per stage (values that differ between runs are joined by /):",
                  md_table(pd.DataFrame(stage_rows))]
     text += ["Reproduce (then rebuild this report):",
-             f"```bash\nbench run {m.get('file', '<file>')} --scale {m.get('scale', '?')}{results}\n"
-             f"bench report {data.dir}\n```"]
+             f"```bash\nbench run {_relative(m.get('file', '<file>'))} --scale {m.get('scale', '?')}{results}\n"
+             f"bench report {root}/{data.dir.name}\n```"]
     return "\n\n".join(t for t in text if t)
 
 
 # ---------------------------------------------------------------- tables
-_REACH_NOTE = ("The first evaluated epoch at which each run's quality metric is at least as good as the "
-               "from-scratch run's final value (mean over seeds); 'not reached' where it never is within its "
-               "epochs. Hours count the target stage's own training only.")
-
-
 def _block(title: str, note: str, frames, name: str, out: Path, csv: bool) -> str:
     raw, view = frames
     text = f"{title}\n\n{note}\n\n{md_table(view)}" if note else f"{title}\n\n{md_table(view)}"
@@ -191,11 +200,16 @@ def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
 def _ablations(data: StudyData, out: Path, csv: bool) -> str:
     blocks = tables.ablation_tables(data)
     if not blocks:
-        return "## Ablations\n\nNo swept axis: a single configuration."
-    text = ["## Ablations", "One row per value of each swept axis, mean over the other axes and seeds."]
-    for axis, frames in blocks.items():
-        name = "report_ablation_" + re.sub(r"[^A-Za-z0-9_]+", "_", axis)
-        text.append(_block(f"### `{axis}`", "", frames, name, out, csv))
+        return "## Ablations\n\nNo axis varies within a stage: nothing to ablate."
+    several = len({stage for stage, _ in blocks}) > 1 or data.complete["stage"].nunique() > 1
+    text = ["## Ablations", "Within each stage, one row per value of each axis that varies there, mean over the "
+            "stage's other configs and seeds (stages differ in task and data: no row mixes them)."]
+    for (stage, axis), frames in blocks.items():
+        name = "report_ablation_" + re.sub(r"[^A-Za-z0-9_]+", "_", f"{stage}_{axis}")
+        title = f"### {stage + ': ' if several else ''}{labels.axis_name(axis)} (`{axis}`)"
+        if labels.axis_name(axis) == axis:
+            title = f"### {stage + ': ' if several else ''}`{axis}`"
+        text.append(_block(title, "", frames, name, out, csv))
     return "\n\n".join(text)
 
 
@@ -209,49 +223,15 @@ def _figure(path: Path | None, title: str, caption: str = "") -> str:
 def _figures(data: StudyData, out: Path) -> str:
     q = quality_name(data.quality)
     text = "## Figures"
-    text += _figure(figures.quality_vs_epoch(data, out), "quality vs epoch",
-                    f"{q}, FID and training loss against epochs (mean ± sd over seeds), at evaluated epochs.")
+    text += _figure(figures.quality_vs_training(data, out), "quality vs training",
+                    f"One row per stage. {q}, FID and training loss at each evaluation, against images seen "
+                    "(against epochs where every config's epoch is the same data); mean ± sd over seeds; gray: "
+                    "the stage's trivial baselines.")
     text += _figure(figures.quality_vs_compute(data, out), "quality vs compute",
-                    f"{q} against images seen and training hours: configs compared at equal compute.")
-    text += _figure(figures.time_per_epoch(data, out), "time per epoch", "Time per epoch of each config.")
+                    f"{q} against training time, one line per seed (seeds differ in time).")
+    text += _figure(figures.time_per_epoch(data, out), "time per epoch",
+                    "Time per epoch of each config: bar, the mean over seeds; dots, the seeds.")
     return text
-
-
-def _copy_scaled(src: Path, dst: Path, min_width: int) -> None:
-    """Copy a PNG, enlarged by an integer factor (nearest neighbour) when it is narrower than min_width."""
-    with Image.open(src) as im:
-        k = max(1, math.ceil(min_width / im.width))
-        (im.resize((im.width * k, im.height * k), Image.NEAREST) if k > 1 else im).save(dst)
-
-
-def _qualitative(data: StudyData, out: Path) -> str:
-    rows, strip = [], None
-    firsts = data.complete.drop_duplicates("label")
-    for i, (_, t) in enumerate(firsts.iterrows()):
-        chain = records.read_json(data.dir / "trials" / t["trial"] / "trial.json").get("chain", [])
-        samples = data.dir / "runs" / chain[-1]["key"] / "samples" if chain else None
-        grids = sorted(samples.glob("triplets-epoch*.png")) if samples else []
-        if grids:
-            name = f"triplets-{i:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', t['label'])[:60]}.png"
-            _copy_scaled(grids[-1], out / name, 192)
-            epoch = int(grids[-1].stem.removeprefix("triplets-epoch"))
-            rows.append((tables.model_name(t), t["stage"], f"{epoch} (seed {t['seed']})",
-                         f"![{t['label']}]({REPORT_DIR}/{name})"))
-        better = strip is None or (t["is_baseline"] and not strip[1])  # the baseline's strip if it has one
-        if samples and (samples / "denoising-strip.png").exists() and better:
-            strip = (samples / "denoising-strip.png", bool(t["is_baseline"]), tables.model_name(t))
-    if not rows:
-        return "## Qualitative results\n\nNo sample images were saved (eval.save_images = 0)."
-    text = ["## Qualitative results",
-            "Each grid: one test sample per row; columns: ground truth | input | output "
-            "(the model's final evaluation, EMA weights).",
-            md_table(pd.DataFrame(rows, columns=["Model", "Stage", "Epoch", "Samples"]))]
-    if strip is not None:
-        _copy_scaled(strip[0], out / "denoising-strip.png", 512)
-        text.append(f"Denoising strip of {strip[2]}: the first test sample from pure noise (left) to the "
-                    f"output (right), known pixels pasted back at every step.\n\n"
-                    f"![denoising strip]({REPORT_DIR}/denoising-strip.png)")
-    return "\n\n".join(text)
 
 
 # ---------------------------------------------------------------- markdown -> HTML

@@ -122,4 +122,5 @@ def study_line(study_dir: Path) -> str | None:
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return None
     quality = json.loads(meta.read_text()).get("quality_metric", "kid") if meta.exists() else "kid"
+    df = df[df["stale"].astype(str) != "True"] if "stale" in df else df  # points the study no longer has
     return unlearned_line(df, quality)

@@ -18,6 +18,7 @@ import pandas as pd
 from model.errors import ConfigError
 
 from .. import records
+from . import labels
 from .gate import LOWER_IS_BETTER, learned_flags, trivial_name  # noqa: F401 (LOWER_IS_BETTER re-exported)
 
 # (trials.csv column, table header); KID is shown x 10^3
@@ -41,6 +42,7 @@ class StudyData:
     trials: pd.DataFrame  # trials.csv, in sweep order
     records: pd.DataFrame  # records.csv (may be empty)
     trivial: pd.DataFrame = field(default_factory=pd.DataFrame)  # trivial.csv: stage, trivial, metrics
+    stale: pd.DataFrame = field(default_factory=pd.DataFrame)  # trials the study no longer asks for (_split_stale)
 
     @property
     def learned(self) -> pd.Series:
@@ -52,6 +54,11 @@ class StudyData:
         done = self.complete
         bad = done[self.learned == False]["label"]  # noqa: E712 (None is unknown, not False)
         return [x for x in dict.fromkeys(bad) if labels is None or x in set(labels)]
+
+    def name_of(self, label: str) -> str:
+        """A config's short name (labels.py) from its raw label; the label itself when unknown."""
+        names = self.trials.drop_duplicates("label").set_index("label").get("name")
+        return str(names[label]) if names is not None and label in names.index else str(label)
 
     @property
     def quality(self) -> str:
@@ -82,7 +89,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def load(study_dir: Path) -> StudyData:
+def load(study_dir: Path, include_stale: bool = False) -> StudyData:
+    """The study folder's tables; trials its last `bench run` did not ask for (stale: a point since
+    removed from the study file) are kept apart in `stale`, and in `trials` / `records` only with include_stale."""
     study_dir = Path(study_dir)
     if not (study_dir / "study.json").exists():
         raise ConfigError(f"{study_dir}: not a study folder (no study.json; run `bench run <file>` first)")
@@ -103,8 +112,20 @@ def load(study_dir: Path) -> StudyData:
     trials = trials.sort_values(["_order", "seed"], kind="stable")
     trials = trials.drop(columns="_order").reset_index(drop=True)
     trials["is_baseline"] = trials["is_baseline"].astype(str).str.lower() == "true"
-    return StudyData(study_dir, meta, trials, _read_csv(study_dir / "records.csv"),
-                     _read_csv(study_dir / "trivial.csv"))
+    trials, stale, rec = _split_stale(study_dir, trials, _read_csv(study_dir / "records.csv"), include_stale)
+    trials["name"] = labels.short_labels(trials, meta)  # `N=4, E=40`: what every table and legend shows
+    return StudyData(study_dir, meta, trials, rec, _read_csv(study_dir / "trivial.csv"), stale=stale)
+
+
+def _split_stale(study_dir: Path, trials: pd.DataFrame, rec: pd.DataFrame, include: bool):
+    """(trials, stale trials, records): unless `include`, the stale trials (records.stale_keys) and their
+    records leave the frames every table, finding, claim and figure reads."""
+    stale = trials[trials["trial"].isin(records.stale_keys(study_dir, trials["trial"]))].reset_index(drop=True)
+    if include or stale.empty:
+        return trials, stale, rec
+    keep = ~trials["trial"].isin(stale["trial"])
+    rec = rec[~rec["trial"].isin(stale["trial"])].reset_index(drop=True) if "trial" in rec else rec
+    return trials[keep].reset_index(drop=True), stale, rec
 
 
 # ---------------------------------------------------------------- formatting
@@ -146,14 +167,19 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 def model_name(row) -> str:
-    name = str(row["label"]).replace(",", ", ")
+    """A config's short name (bench/report/labels.py: `N=4, E=40`), ' (baseline)' for its stage's baseline;
+    `row`: a trials.csv row or a per_config row. Rows without a name column show their raw label."""
+    name = row.get("name") if hasattr(row, "get") else None
+    if not isinstance(name, str) or not name:
+        name = str(row["label"]).replace(",", ", ")
     return name + " (baseline)" if row["is_baseline"] else name
 
 
 # ---------------------------------------------------------------- aggregation over seeds
 def per_config(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per config (label): its first identifying fields, n seeds, mean and std of `columns`."""
-    ident = ["label", "stage", "transfer_source", "is_baseline"] + [c for c in df if c.startswith("param:")]
+    ident = ["label", "name", "stage", "transfer_source", "is_baseline"] + [c for c in df if c.startswith("param:")]
+    ident = [c for c in ident if c in df]
     g = df.groupby("label", sort=False)
     out = g[ident].first().reset_index(drop=True)
     out["seeds"] = g["seed"].nunique().to_numpy()
@@ -196,11 +222,20 @@ def _trivial_rows(data: StudyData, metrics: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({
         "label": [f"trivial: {trivial_name(n)}" + (f" ({s})" if several else "")
                   for n, s in zip(t["trivial"], t["stage"], strict=True)],
+        "name": [f"trivial: {trivial_name(n)}" for n in t["trivial"]],
         "stage": t["stage"], "is_baseline": False, "is_trivial": True})
     for m in metrics + ["kid_std", "n_samples"]:
         out[f"{m}_mean"] = pd.to_numeric(t.get(m, pd.Series(np.nan, index=t.index)), errors="coerce").to_numpy()
         out[f"{m}_std"] = np.nan
     return out
+
+
+def _model_columns(raw: pd.DataFrame) -> pd.DataFrame:
+    """The Model column of a per-config frame (short names), after a Stage column when there are stages."""
+    view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
+    if raw["stage"].nunique() > 1:  # short names are unique within a stage only
+        view.insert(0, "Stage", raw["stage"].to_list())
+    return view
 
 
 def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,7 +251,9 @@ def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     ns = sorted(pd.to_numeric(n_col, errors="coerce").dropna().unique())
     if not trivial.empty:
         raw = pd.concat([raw, trivial], ignore_index=True)
-    view = pd.DataFrame({"Model": [r["label"] if r["is_trivial"] else model_name(r) for _, r in raw.iterrows()]})
+        order = {st: i for i, st in enumerate(dict.fromkeys(raw["stage"]))}  # each stage's trivial rows after it
+        raw = raw.iloc[raw["stage"].map(order).argsort(kind="stable")].reset_index(drop=True)
+    view = _model_columns(raw)
     if data.multi_seed:
         view["Seeds"] = [fmt(v) for v in raw["seeds"]]
     for m, header in QUALITY:
@@ -249,21 +286,24 @@ def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Time per epoch, total time and speed-up per config.
 
     Speed-up (as in trials.csv): the mean total hours of the stage's baseline trials / this config's mean
-    total hours over its seeds. With one seed this is exactly trials.csv's `speedup`; with several it is the
-    ratio of the means (the baseline's own is 1), and `speedup_trial_mean` keeps the mean of the per-trial
-    ratios.
+    total hours over its seeds (process CPU hours where trials.csv's `speedup_clock` is `cpu`). With one seed
+    this is exactly trials.csv's `speedup`; with several it is the ratio of the means (the baseline's own is
+    1), and `speedup_trial_mean` keeps the mean of the per-trial ratios.
     """
     done = data.complete
     measured = [c for c, _ in EFFICIENCY if not c.startswith("speedup")]
     raw = per_config(done, measured + ["num_parameters", "speedup"])
     raw = raw.rename(columns={"speedup_mean": "speedup_trial_mean", "speedup_std": "speedup_trial_std"})
-    base = done[done["is_baseline"]].groupby("stage")[["total_hours", "time_per_epoch_min"]].mean()
-    for c, src in (("speedup", "total_hours"), ("speedup_per_epoch", "time_per_epoch_min")):
-        raw[c] = raw["stage"].map(base[src]).astype(float) / raw[f"{src}_mean"]
+    clock = done.get("speedup_clock", pd.Series(None, index=done.index, dtype=object))  # records.py: cpu or wall
+    for c, wall, cpu in (("speedup", "total_hours", "cpu_hours"),
+                         ("speedup_per_epoch", "time_per_epoch_min", "cpu_per_epoch_min")):
+        src = done[cpu].where(clock == "cpu", done[wall]) if cpu in done else done[wall]  # as trials.csv's
+        base = src[done["is_baseline"]].groupby(done["stage"]).mean()
+        raw[c] = raw["stage"].map(base).astype(float) / src.groupby(done["label"], sort=False).mean().to_numpy()
     shown = _present(raw.rename(columns=lambda c: c.removesuffix("_mean")), [c for c, _ in EFFICIENCY])
     if not data.has_transfer and "chain_hours" in shown:
         shown.remove("chain_hours")
-    view = pd.DataFrame({"Model": [model_name(r) for _, r in raw.iterrows()]})
+    view = _model_columns(raw)
     for c, header in EFFICIENCY:
         if c not in shown:
             continue
@@ -276,34 +316,40 @@ def efficiency_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, view
 
 
-def ablation_tables(data: StudyData) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Per swept axis: one row per value, mean over every other axis and seed."""
+def ablation_tables(data: StudyData) -> dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame]]:
+    """Per (stage, axis): one row per value of an ablation axis that varies within the stage, mean over the
+    stage's other configs and seeds. Stages differ in task and data, so no row mixes them; `stage` itself and
+    the axes that only follow from others (labels.follows) are not ablation axes."""
     speedups = efficiency_table(data)[0].set_index("label")["speedup"]
     done = data.complete.assign(speedup=lambda d: d["label"].map(speedups))  # each config's speed-up
-    metrics = _present(done, [data.quality] + [m for m, _ in QUALITY if m != data.quality][:4])
-    effic = _present(done, ["time_per_epoch_min", "total_hours", "speedup"])
+    learned = data.learned
+    headers = dict(QUALITY) | dict(EFFICIENCY)
     out = {}
-    for axis in data.meta.get("axes", []):
-        col = f"param:{axis}"
-        if col not in done:
-            continue
-        key = done[col].map(fmt_value)
-        g = done.groupby(key, sort=False)
-        raw = pd.DataFrame({axis: list(g.groups), "trials": g.size().to_numpy()})
-        for c in metrics + effic:
-            raw[c] = pd.to_numeric(done[c], errors="coerce").groupby(key, sort=False).mean().to_numpy()
-        flags = data.learned.groupby(key, sort=False)
-        raw["learned"] = [int((f == True).sum()) for _, f in flags]  # noqa: E712
-        raw["gated"] = [int(f.notna().sum()) for _, f in flags]
-        view = pd.DataFrame({axis: raw[axis], "Trials": raw["trials"]})
-        headers = dict(QUALITY) | dict(EFFICIENCY)
-        for c in metrics + effic:
-            scale = SCALE.get(c, 1.0)
-            view[headers[c]] = [f"{v:.2f}" if c == "speedup" and not math.isnan(v) else fmt(v * scale)
-                                for v in raw[c]]
-        if raw["gated"].any():
-            view["Learned"] = [f"{k}/{n}" if n else "–" for k, n in zip(raw["learned"], raw["gated"], strict=True)]
-        out[axis] = (raw, view)
+    for stage in dict.fromkeys(done["stage"]):
+        here = done[done["stage"] == stage]
+        metrics = _present(here, [data.quality] + [m for m, _ in QUALITY if m != data.quality][:4])
+        effic = _present(here, ["time_per_epoch_min", "total_hours", "speedup"])
+        for axis in labels.ablation_axes(data.meta):
+            col = f"param:{axis}"
+            if col not in here or here[col].map(fmt_value).nunique() < 2:
+                continue
+            key = here[col].map(fmt_value)
+            g = here.groupby(key, sort=False)
+            raw = pd.DataFrame({"stage": stage, axis: list(g.groups), "trials": g.size().to_numpy()})
+            for c in metrics + effic:
+                raw[c] = pd.to_numeric(here[c], errors="coerce").groupby(key, sort=False).mean().to_numpy()
+            flags = learned[here.index].groupby(key, sort=False)
+            raw["learned"] = [int((f == True).sum()) for _, f in flags]  # noqa: E712
+            raw["gated"] = [int(f.notna().sum()) for _, f in flags]
+            view = pd.DataFrame({labels.axis_name(axis): raw[axis], "Trials": raw["trials"]})
+            for c in metrics + effic:
+                scale = SCALE.get(c, 1.0)
+                view[headers[c]] = [f"{v:.2f}" if c == "speedup" and not math.isnan(v) else fmt(v * scale)
+                                    for v in raw[c]]
+            if raw["gated"].any():
+                view["Learned"] = [f"{k}/{n}" if n else "–" for k, n in zip(raw["learned"], raw["gated"],
+                                                                         strict=True)]
+            out[(stage, axis)] = (raw, view)
     return out
 
 
@@ -339,7 +385,7 @@ def reach_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
             hit = np.array(hits, dtype=float)
             reached = int(np.isfinite(hit[:, 0]).sum())
             # the learned gate: no verdict when this config or the from-scratch run did not learn
-            unlearned = ", ".join(f"`{x}`" for x in data.unlearned([label, *scratch["label"]]))
+            unlearned = ", ".join(f"`{data.name_of(x)}`" for x in data.unlearned([label, *scratch["label"]]))
             rows.append({"stage": stage, "transfer_source": trials["transfer_source"].iloc[0], "label": label,
                          "unlearned": unlearned,
                          "target": target, "seeds": len(trials), "seeds_reached": reached,
