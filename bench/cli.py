@@ -256,17 +256,21 @@ def cmd_claims(args) -> int:
     """The paper-claims table of several study files' results (published folders too), to stdout or --out."""
     from model.atomicio import atomic_write_bytes
 
-    from .report.published import claims_markdown, published_claims
+    from .report.published import brief_markdown, claims_markdown, published_claims
 
-    _, view = published_claims([Path(f) for f in args.files], args.results)
+    raw, view = published_claims([Path(f) for f in args.files], args.results)
     command = "bench claims " + " ".join(args.files) + f" --results {args.results}"
-    command += f" --out {args.out}" if args.out else ""
+    command += (f" --out {args.out}" if args.out else "") + (f" --brief {args.brief}" if args.brief else "")
     text = claims_markdown(view, command)
-    if args.out is None:
+    if args.out is None and args.brief is None:
         print(text, end="")
-    else:
+    elif args.out is not None:
         atomic_write_bytes(Path(args.out), lambda f: f.write(text.encode()))
         print(args.out)
+    if args.brief is not None:
+        brief = brief_markdown(raw, command, (args.out or args.brief.with_name("claims.md")).as_posix())
+        atomic_write_bytes(Path(args.brief), lambda f: f.write(brief.encode()))
+        print(args.brief)
     return 0
 
 
@@ -401,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("files", nargs="+", help="study files (ablations/*.yaml) with a claims: section")
     sp.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the folder holding the studies' results")
     sp.add_argument("--out", type=Path, default=None, help="write the markdown page here (default: print it)")
+    sp.add_argument("--brief", type=Path, default=None,
+                    help="also write the paper's claims in short here (ratio, interval, verdict: the README's table)")
     sp.set_defaults(func=cmd_claims)
 
     sp = sub.add_parser("data", help="how many images each data source yields per split")

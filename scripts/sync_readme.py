@@ -61,7 +61,7 @@ def _select(t: pd.DataFrame, where: dict) -> pd.DataFrame:
     return rows
 
 
-# (label, study, config compared, the reference config): KID×10³ of each, mean ± sd over the seeds both have.
+# (label, study, config compared, the reference config): the ratio of their KIDs, paired by seed.
 HEADLINE = [
     ("Incremental, equal epochs (N = 4, E = 40: a quarter of the images) vs batch learning",
      "paper", {"stage": "face_inpaint", "train.subsets": 4, "train.epochs_per_subset": 40},
@@ -82,7 +82,10 @@ HEADLINE = [
 
 
 def headline() -> str:
-    """Headline bullets: each comparison's final KID×10³ (mean ± sd over seeds) with its seed count."""
+    """Headline bullets: each comparison's final KID×10³ as the ratio of the paired seeds (geometric mean, 95% t
+    interval; bench/report/stats.py), the verdict word that interval gives, and the seed count."""
+    from bench.report import stats
+
     paper = _trials("paper")
     ratio = paper["ratio_to_trivial"]
     lines = [f"- Every model learned: {int(paper['learned'].sum())} of {len(paper)} `paper` trials "
@@ -91,10 +94,11 @@ def headline() -> str:
     for label, study, config, reference in HEADLINE:
         t = _trials(study)
         a, b = _select(t, config), _select(t, reference)
-        seeds = sorted(set(a["seed"]) & set(b["seed"]))
-        a, b = a[a["seed"].isin(seeds)], b[b["seed"].isin(seeds)]
-        lines.append(f"- {label}: KID×10³ {_mean_sd(a['kid'] * 1e3)} vs {_mean_sd(b['kid'] * 1e3)} "
-                     f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}; `{study}`).")
+        p = stats.paired(a.set_index("seed")["kid"], b.set_index("seed")["kid"], "kid")
+        word = p.verdict if p.n > 1 else "one seed, no verdict"
+        word = "unresolved" if word.startswith("no difference") else word
+        lines.append(f"- {label}: KID {stats.fmt_ratio(p)}, {word} ({p.n} seed{'s' if p.n != 1 else ''}; "
+                     f"`{study}`).")
     return "\n".join(lines) + "\n"
 
 

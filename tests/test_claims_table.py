@@ -75,6 +75,11 @@ def test_bench_claims_counts_a_run_two_studies_share_once(results, tmp_path):
     out = tmp_path / "claims.md"
     assert main(["claims", *map(str, files), "--results", str(published), "--out", str(out)]) == 0
     assert "| **dropout-l1**" in out.read_text() and "2 shared runs counted once" in out.read_text()
+    brief = tmp_path / "brief.md"  # the README's short form: the paper's claims only, with a link to the full page
+    assert main(["claims", *map(str, files), "--results", str(published), "--brief", str(brief)]) == 0
+    text = brief.read_text()
+    assert "Table 9: dropout 0.1 gives a lower L1" in text and "dropout costs no time" not in text
+    assert f"[{brief.with_name('claims.md').as_posix()}]" in text and "| Verdict |" in text
 
 
 @pytest.mark.parametrize("claim, key", [

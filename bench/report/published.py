@@ -83,6 +83,19 @@ def published_claims(study_files: list[Path], results: Path) -> tuple[pd.DataFra
     return claims_table(items)
 
 
+def brief_markdown(raw: pd.DataFrame, command: str, full: str = "claims.md") -> str:
+    """The paper's claims in short (verdicts.brief_view), for the README: a table, the command that wrote it and a
+    link to `full`, the whole table (a path relative to where the text is read: the repository root for the
+    README)."""
+    from .tables import md_table
+    from .verdicts import brief_view
+
+    view = brief_view(raw) if not raw.empty else raw
+    body = md_table(view) if not view.empty else "No claims in these study files."
+    return (f"{body}\n\nWritten by `{command}`; the full table with every interval and the other studies' "
+            f"claims: [{full}]({full}).\n")
+
+
 def claims_markdown(view: pd.DataFrame, command: str) -> str:
     """The claims table as a markdown page (written by `bench claims --out`)."""
     from .tables import md_table

@@ -258,10 +258,37 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, view
 
 
+
+def brief_view(raw: pd.DataFrame) -> pd.DataFrame:
+    """The claims table cut to a front page: the paper's own claims only (those with a `paper:` value), one short
+    cell each: ours as the measure's ratio to the reference with its 95% interval, the verdict word (or
+    "unresolved", with the seeds that would resolve the observed difference)."""
+    from .tables import fmt, quality_name
+
+    short = {"time_per_epoch": "time/epoch", "hours": "hours", "wall_hours": "hours", "images_seen": "images",
+             "steps": "steps", "ddpm_seconds_per_image": "sampling s/img"}
+    rows = raw[~raw["paper"].astype(str).str.strip().isin(["", "-", "–"])]
+    verdicts = []
+    for _, r in rows.iterrows():
+        v = r["verdict_text"]
+        if r["verdict"].startswith("no difference") and not v.startswith("no difference: equal"):
+            need = r["seeds_needed"]
+            more = "" if need is None or pd.isna(need) else \
+                f"; ~{int(need) if need <= stats.MAX_SEEDS else f'> {stats.MAX_SEEDS}'} would resolve it"
+            v = f"unresolved, {r['n']} seeds{more}"
+        verdicts.append(v)
+    ours = []
+    for m, x, lo, hi in zip(rows["measure"], rows["ratio"], rows["ratio_lo"], rows["ratio_hi"], strict=True):
+        name = short.get(m) or ("images to target" if m.startswith("to_") else quality_name(m).split("×")[0])
+        ours.append(f"{name} {fmt(x, 3)}× [{fmt(lo, 3)}, {fmt(hi, 3)}]" if pd.notna(lo) else f"{name} {fmt(x, 3)}×")
+    return pd.DataFrame({"Claim": rows["statement"].to_list(), "Paper": rows["paper"].to_list(),
+                         "Ours ÷ reference [95%]": ours, "Verdict": verdicts})
+
 CLAIMS_NOTE = ("Generated from the `claims:` of the study files (bench/paper_claims.py); nothing here is typed. "
                "'Ours' is the claim's config against its reference config (default: the study's baseline), "
                "paired by seed, KID ×10³; the verdict says whether the config is better or worse on that measure "
-               "when the 95% interval of the difference excludes 0 (one seed: no verdict), and the gate and "
+               "when the 95% interval of the difference excludes 0 (for times and images: of the ratio, which "
+               "excludes 1; one seed: no verdict), and the gate and "
                "contention rules of the Verdicts section apply.")
 
 
