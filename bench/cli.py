@@ -91,7 +91,7 @@ def cmd_run(args) -> int:
                                    wait=getattr(args, "poll", None))  # bench worker: until none is left
     rows = runner.study_status(study, args.results, storage)
     print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
-                rows, ["label", "seed", "stage", "state"])
+                rows, ["stage", "config", "seed", "state"])
     _stale_line(study, args.results / study.name)
     if summary.paused:
         console.print("session budget reached: run the same command again to resume")
@@ -112,7 +112,8 @@ def _failed_line(rows: list[dict], study_dir: Path, retry: str) -> int:
     failed = [r for r in rows if r["state"] == "failed"]
     if not failed:
         return 0
-    names = ", ".join(f"{r['label']} seed {r['seed']}" for r in failed[:3]) + (", ..." if len(failed) > 3 else "")
+    names = "; ".join(f"{r['stage']}: {r.get('config', r['label'])} (seed {r['seed']})" for r in failed[:3])
+    names += "; ..." if len(failed) > 3 else ""
     print(f"{len(failed)} of {len(rows)} trials failed ({names}): reasons in {study_dir / 'trials.csv'} "
           f"(column reason) and {study_dir / 'trials'}/<trial>/traceback.txt; `bench run {retry}` runs them again",
           flush=True)
@@ -128,7 +129,7 @@ def cmd_status(args) -> int:
     except ConfigError as e:
         raise ConfigError(f"{args.file}: {e}") from None
     rows = study_status(study, args.results, storage)
-    print_table(f"study {study.name} ({study.scale})", rows, ["trial", "label", "seed", "stage", "state"])
+    print_table(f"study {study.name} ({study.scale})", rows, ["trial", "stage", "config", "seed", "state"])
     _stale_line(study, args.results / study.name)
     if not args.check:
         return 0

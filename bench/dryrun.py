@@ -56,6 +56,9 @@ def estimate(study: Study, sizes: dict, device) -> list[dict]:
     measured: dict[str, tuple[float, float]] = {}
     seen_runs: set[str] = set()
     rows = []
+    from .report.labels import study_names
+
+    names = study_names(study)
     for t in study.trials:
         total = 0.0
         for run in t.run.chain():
@@ -74,9 +77,9 @@ def estimate(study: Study, sizes: dict, device) -> list[dict]:
             if run.key not in seen_runs:
                 seen_runs.add(run.key)
                 total += cost
-        rows.append({"label": t.label, "seed": t.seed, "stage": t.run.stage, "from": t.run.transfer_source,
-                     "epochs": t.run.config.train.total_epochs, "subsets": t.run.config.train.subsets,
-                     "est_minutes": total / 60})
+        # the config's name says its subsets and transfer source (report/labels.py)
+        rows.append({"stage": t.run.stage, "config": names[t.key], "seed": t.seed,
+                     "epochs": t.run.config.train.total_epochs, "minutes": round(total / 60, 1)})
     return rows
 
 
@@ -87,5 +90,5 @@ def print_plan(study: Study, sizes: dict, device) -> None:
         console.print(f"  data {name}: {n_train} train / {n_test} test images")
     rows = estimate(study, sizes, device)
     print_table("expanded grid (shared upstream runs counted once)", rows)
-    console.print(f"estimated total: {sum(r['est_minutes'] for r in rows):.1f} min on {resolve_device(device)} "
+    console.print(f"estimated total: {sum(r['minutes'] for r in rows):.1f} min on {resolve_device(device)} "
                   f"(measured train/sampling cost per image; excludes FID feature extraction)")

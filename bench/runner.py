@@ -440,11 +440,14 @@ def study_status(study: Study, results_root: Path, storage=None) -> list[dict]:
     pending. `storage` (an Optuna storage object): where claims live when it is a server (PostgreSQL)."""
     records.published_copy(Path(results_root) / study.name)  # results/reference/*: tables only, no trial states
     check_same_configuration(study, results_root)  # finished trials of another --scale / --set are not these
+    from .report.labels import study_names
+
+    names = study_names(study)
     with claims_for(storage) if storage is not None else FileClaims() as claims:
-        return [_status_row(study, results_root, t, claims) for t in study.trials]
+        return [_status_row(study, results_root, t, claims, names) for t in study.trials]
 
 
-def _status_row(study: Study, results_root: Path, t: Trial, claims) -> dict:
+def _status_row(study: Study, results_root: Path, t: Trial, claims, names: dict[str, str]) -> dict:
     trial_dir = Path(results_root) / study.name / "trials" / t.key
     state = "pending"
     if (trial_dir / "trial.json").exists():
@@ -453,7 +456,8 @@ def _status_row(study: Study, results_root: Path, t: Trial, claims) -> dict:
         state = "running"
     elif (Path(results_root) / study.name / "runs" / t.run.key / "checkpoints").exists():
         state = "interrupted"
-    return {"trial": t.key, "label": t.label, "seed": t.seed, "stage": t.run.stage, "state": state}
+    return {"trial": t.key, "config": names.get(t.key, t.label), "label": t.label, "seed": t.seed,
+            "stage": t.run.stage, "state": state}
 
 
 __all__ = ["run_study", "study_status", "open_study", "SCRATCH"]

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Set up .venv and run the main job: the study's whole workflow at CPU scale on the built-in photos.
+# Set up .venv (if needed) and run the main job: the study's whole workflow at CPU scale on the built-in photos.
 # Extra arguments go to `bench run` (e.g. --scale smoke for a one-minute check).
 # WORKERS (default: the number of cores, at most 2) `bench run` processes share the study's grid, one torch
 # thread each, as the reference results were run: while one worker follows the transfer chain
 # (inpainting -> face colorization -> landscapes), the other trains the independent baselines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+[ -x .venv/bin/bench ] || bash scripts/setup.sh  # as scripts/test.sh: an existing .venv is used as it is
 # The built-in photos come from two Debian packages (`apt-get download`, see README *Data*); a fresh machine's
 # apt has no package lists until its first update, as .ci/run does too.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then

@@ -81,8 +81,9 @@ def test_report_has_every_section_and_the_run_facts(study):
                     "## Findings"]:
         assert heading in text, heading
     assert "## Failed trials" not in text
-    # the Reproduce command carries no folder of this machine: the file's name, the default results folder
-    assert "bench run tiny.yaml --scale smoke\nbench report results/tiny_report" in text
+    # the Reproduce command carries no folder of this machine: the file's name, the results folder as RESULTS
+    assert ("# RESULTS: the folder that holds this study folder\nbench run tiny.yaml --scale smoke --results "
+            "RESULTS\nbench report RESULTS/tiny_report") in text
     assert str(study.parent.parent) not in text
     # one stage: `stage` does not vary, so it is no ablation table; configs are named by what varies
     assert "### `stage`" not in text and "| scratch (baseline) |" in text and "| from src |" in text
@@ -332,3 +333,15 @@ def test_the_html_report_renders_in_headless_chromium_with_every_image(study, tm
         assert screenshot.image_check(broken) == (len(sources), ["report/missing.png"])
     finally:
         broken.unlink()
+
+
+def test_reproduce_paths_are_relative_or_named(tmp_path, monkeypatch):
+    """The Reproduce command carries no folder of the machine it ran on: a path under the working folder is
+    shown relative to it, any other as RESULTS (explained in the command's comment line), never cut to its last
+    part (which would name a wrong folder)."""
+    from bench.report.build import _relative
+
+    monkeypatch.chdir(tmp_path)
+    assert _relative(tmp_path / "res" / "x") == "res/x"
+    assert _relative("results") == "results"
+    assert _relative("/elsewhere/res") is None

@@ -97,16 +97,16 @@ def _joined(values) -> str:
     return " / ".join(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
-def _relative(path) -> str:
-    """A path as the Reproduce command shows it: relative to the working folder when under it, else its last
-    part, so the command never carries the folders of the machine it ran on."""
+def _relative(path) -> str | None:
+    """A path as the Reproduce command shows it: relative to the working folder when under it, else None (the
+    command then names it RESULTS), so it never carries the folders of the machine it ran on."""
     p = Path(path)
     if not p.is_absolute():
         return p.as_posix()
     try:
         return p.relative_to(Path.cwd()).as_posix()
     except ValueError:
-        return p.name
+        return None
 
 
 def _header(data: StudyData) -> str:
@@ -135,6 +135,8 @@ def _header(data: StudyData) -> str:
     stage_rows = [{k: _joined(f[k] for f in facts if f["Stage"] == st) for k in facts[0]}
                   for st in dict.fromkeys(f["Stage"] for f in facts)] if facts else []
     root = _relative(data.dir.parent)
+    where = "" if root is not None else "# RESULTS: the folder that holds this study folder\n"
+    root = root or "RESULTS"
     results = "" if root == "results" else f" --results {root}"
     results += "".join(f" --set {k}={json.dumps(v) if not isinstance(v, str) else v}"
                        for k, v in (m.get("overrides") or {}).items())
@@ -146,7 +148,8 @@ def _header(data: StudyData) -> str:
         text += ["Data, task and training per stage (values that differ between runs are joined by /):",
                  md_table(pd.DataFrame(stage_rows))]
     text += ["Reproduce (then rebuild this report):",
-             f"```bash\nbench run {_relative(m.get('file', '<file>'))} --scale {m.get('scale', '?')}{results}\n"
+             f"```bash\n{where}bench run {_relative(m.get('file', '<file>')) or Path(m['file']).name} "
+             f"--scale {m.get('scale', '?')}{results}\n"
              f"bench report {root}/{data.dir.name}\n```"]
     return "\n\n".join(t for t in text if t)
 

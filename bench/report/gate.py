@@ -102,13 +102,16 @@ def unlearned(df: pd.DataFrame) -> pd.DataFrame:
     return done[learned_flags(done) == False]  # noqa: E712 (None is neither)
 
 
-def unlearned_line(df: pd.DataFrame, quality: str) -> str | None:
-    """One line naming the unlearned trials (for the end of `bench run`), or None when every trial learned."""
+def unlearned_line(df: pd.DataFrame, quality: str, names: pd.Series | None = None) -> str | None:
+    """One line naming the unlearned trials (for the end of `bench run`), or None when every trial learned.
+    `names`: each row's short config name (report/labels.py), else its raw label."""
     bad = unlearned(df)
     if bad.empty:
         return None
-    names = ", ".join(f"{r['label']} seed {r['seed']}" for _, r in bad.head(4).iterrows())
-    more = ", ..." if len(bad) > 4 else ""
+    shown = names if names is not None else df["label"]
+    names = "; ".join(f"{f'{r.stage}: ' if df['stage'].nunique() > 1 else ''}{shown[i]} (seed {r.seed})"
+                      for i, r in bad.head(4).iterrows())
+    more = "; ..." if len(bad) > 4 else ""
     total = int((df["state"] == "complete").sum()) if "state" in df else len(df)
     return (f"{len(bad)} of {total} trials did not learn (final {quality} no better than the best trivial "
             f"baseline: {names}{more}): no conclusion about their quality follows at this budget")
@@ -121,6 +124,9 @@ def study_line(study_dir: Path) -> str | None:
         df = pd.read_csv(path)
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return None
-    quality = json.loads(meta.read_text()).get("quality_metric", "kid") if meta.exists() else "kid"
+    info = json.loads(meta.read_text()) if meta.exists() else {}
     df = df[df["stale"].astype(str) != "True"] if "stale" in df else df  # points the study no longer has
-    return unlearned_line(df, quality)
+    from .labels import short_labels
+
+    names = short_labels(df, info) if "stage" in df and len(df) else None
+    return unlearned_line(df, info.get("quality_metric", "kid"), names)

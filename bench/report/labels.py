@@ -86,3 +86,14 @@ def short_labels(trials: pd.DataFrame, meta: dict) -> pd.Series:
         names = names.where(names != "", stage if several else "base")
         out[rows.index] = [given.get(label) or n for label, n in zip(rows["label"], names, strict=True)]
     return out
+
+
+def study_names(study) -> dict[str, str]:
+    """trial key -> the short name of its config, for a loaded `bench.study.Study` (the terminal's tables speak
+    the report's names: `bench run`, `bench status`, `--dry-run`)."""
+    rows = pd.DataFrame([{"label": t.label, "stage": t.run.stage, **{f"param:{a}": v for a, v in t.point.items()}}
+                         for t in study.trials])
+    if rows.empty:
+        return {}
+    meta = {"axes": study.axes, "follows": study.follows, "names": study.names}
+    return dict(zip([t.key for t in study.trials], short_labels(rows, meta), strict=True))

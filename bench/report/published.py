@@ -65,6 +65,9 @@ def published_study(study_file: Path, results: Path):
     done["is_baseline"] = done["is_baseline"].astype(str).str.lower() == "true"
     runs = {t.key: training_id(t.run) for t in study.trials}
     done["run"] = [runs.get(k, f"{study.name}/{k}") for k in done["trial"]]
+    from .labels import short_labels
+
+    done["name"] = short_labels(done, meta)  # what verdicts call a config (`N=4, E=40`), as the report does
     records = _read_csv(folder / "records.csv")
     records = records if not records.empty else _read_csv(folder / "records.csv.gz")
     quality = meta.get("quality_metric", "kid")

@@ -82,7 +82,7 @@ def compare(x: pd.DataFrame, b: pd.DataFrame, measure: str) -> tuple[stats.Paire
         if bad.any():
             from .tables import model_name
 
-            names = ", ".join(dict.fromkeys(f"`{model_name(r)}`" for _, r in both[bad].iterrows()))
+            names = "; ".join(dict.fromkeys(f"`{model_name(r)}`" for _, r in both[bad].iterrows()))
             why = f"no verdict: {names} did not learn"
     if is_time(measure) and "contended" in both:
         busy = both.loc[both["contended"].astype(str).str.lower() == "true", "pair"]
@@ -288,8 +288,9 @@ CLAIMS_NOTE = ("Generated from the `claims:` of the study files (bench/paper_cla
                "'Ours' is the claim's config against its reference config (default: the study's baseline), "
                "paired by seed, KID ×10³; the verdict says whether the config is better or worse on that measure "
                "when the 95% interval of the difference excludes 0 (for times and images: of the ratio, which "
-               "excludes 1; one seed: no verdict), and the gate and "
-               "contention rules of the Verdicts section apply.")
+               "excludes 1; one seed: no verdict), and the gate and contention rules of the Verdicts section "
+               "apply. Images (or hours) to a target are read at evaluations, so they resolve no finer than the "
+               "run's evaluation grid (`eval.every_epochs`: in `paper`, a quarter of a run).")
 
 
 def claims_section(data, out: Path, csv: bool) -> str:
