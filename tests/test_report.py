@@ -21,7 +21,7 @@ from PIL import Image
 from bench import records
 from bench.cli import main
 from bench.report import write_report
-from bench.report.tables import model_name
+from bench.report.tables import fmt, model_name
 from model.errors import ConfigError
 
 STUDY = """
@@ -245,7 +245,10 @@ def test_failed_trials_and_a_single_config(study, tmp_path):
     text = (copy / "report.md").read_text()
     assert "## Failed trials" in text and "RuntimeError: boom at epoch 1" in text
     assert "1 complete, 1 failed, 2 not run" in text
-    assert "only one config" in text and "One seed per config: no error bars" in text
+    assert "only one config" in text and "One seed per config: ± is the bootstrap standard error" in text
+    row = _table(text, "### Quality").iloc[0]  # one seed: the evaluation's own sampling uncertainty
+    se = pd.read_csv(copy / "trials.csv").set_index("trial").loc[keep, "kid_se"]
+    assert row["KID×10³"].endswith(f"± {fmt(se * 1e3, 2)}") and se > 0
     eff = pd.read_csv(copy / "report" / "report_efficiency.csv")
     new = pd.read_csv(copy / "trials.csv").set_index("trial")
     assert eff["speedup"].tolist() == pytest.approx([new.loc[keep, "speedup"]], rel=1e-12)

@@ -180,16 +180,22 @@ def _trivial_note(data: StudyData) -> str:
 
 def _paper_tables(data: StudyData, qual, eff, out: Path, csv: bool) -> str:
     n = pd.to_numeric(data.complete.get("n_samples"), errors="coerce").dropna()
-    seeds = ("Mean ± std over seeds" if data.multi_seed
-             else "One seed per config: no error bars (KID ± is the estimator's std over subsets of 1000, "
-                  "shown only when there are more samples than that)")
+    has_se = any(c.endswith("_se") for c in data.complete)
+    seeds = ("Mean ± std over seeds (each evaluation's own bootstrap standard error over its samples is in the "
+             "CSV, columns `*_se_mean`)" if data.multi_seed
+             else "One seed per config: ± is the bootstrap standard error over the evaluated samples (200 "
+                  "resamples; it says how much another draw of test images would move the number, not another "
+                  "seed)" if has_se
+             else "One seed per config: no error bars")
     ns = _joined(fmt(v) for v in sorted(n.unique()))
     fid_note = (f" FID@N is computed from N = {ns} generated samples; with fewer than {FID_RELIABLE_N} "
                 "samples FID is biased upward and only comparable at equal N." if data.has_fid else "")
     base = ", ".join(f"{k} = {v}" for k, v in data.meta.get("baseline", {}).items()) or "none"
     effic_note = (f"Speed-up = the total training hours of the baseline ({base}) of the same stage / this "
                   "config's (means over seeds; one seed: trials.csv's `speedup`); per epoch: the same with "
-                  "the time per epoch. Training time excludes evaluation. Optimizer steps can differ at equal "
+                  "the time per epoch. On the CPU both use process CPU time where the runs recorded it "
+                  "(trials.csv `speedup_clock`), which a busy machine does not bend; on CUDA synchronised wall "
+                  "time. Training time excludes evaluation. Optimizer steps can differ at equal "
                   "images seen: each epoch of a subset ends with a partial batch.")
     if data.has_transfer:
         effic_note += " 'Incl. source training' adds the training of the stages it was transferred from."

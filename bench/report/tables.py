@@ -243,7 +243,8 @@ def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     the ratio of its quality metric to that baseline's; then one row per trivial baseline and stage."""
     done = data.complete
     metrics = _present(done, [m for m, _ in QUALITY])
-    raw = per_config(done, metrics + ["kid_std", "n_samples"])
+    se = [f"{m}_se" for m in metrics if f"{m}_se" in done]  # bootstrap over the evaluated samples (evaluate.py)
+    raw = per_config(done, metrics + se + ["kid_std", "n_samples"])
     _gate_columns(data, raw)
     raw["is_trivial"] = False
     trivial = _trivial_rows(data, metrics)
@@ -263,8 +264,10 @@ def quality_table(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
         if m == "fid":
             header = f"FID@{int(ns[0])}" if len(ns) == 1 else "FID"
         std = raw[f"{m}_std"]
-        if m == "kid" and not data.multi_seed and "kid_std_mean" in raw:
-            std = raw["kid_std_mean"]  # one seed: the estimator's std over subsets
+        if not data.multi_seed and f"{m}_se_mean" in raw:
+            std = raw[f"{m}_se_mean"]  # one seed: the bootstrap standard error over the evaluated samples
+        elif m == "kid" and not data.multi_seed and "kid_std_mean" in raw:
+            std = raw["kid_std_mean"]  # runs recorded before the bootstrap: the estimator's std over subsets
         view[header] = [pm(a * k, b * k) for a, b in zip(raw[f"{m}_mean"], std, strict=True)]
     if len(ns) > 1:
         view["N"] = [fmt(v) for v in raw["n_samples_mean"]]
