@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from _tiny import tiny_cfg
+from _tiny import eight_masked_images, tiny_cfg
 
 from model.checkpoint import latest_checkpoint, load_checkpoint
 from model.config import DiffusionConfig, RunConfig, run_identity
@@ -216,10 +215,7 @@ OPTIONS = {
 def test_a_tiny_unet_overfits_eight_images_with_each_option(option):
     torch.manual_seed(0)
     net = UNet(tiny_cfg(), 16)
-    y0 = F.interpolate(torch.rand(8, 3, 4, 4) * 2 - 1, size=16, mode="bilinear", align_corners=False)
-    mask = torch.zeros(8, 1, 16, 16)
-    mask[:, :, 4:12, 4:12] = 1
-    cond = y0 * (1 - mask)
+    y0, cond, mask = eight_masked_images()
     kw = dict(prediction="v", **OPTIONS[option])
 
     def eval_loss():  # the same gammas and noise every time

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from _tiny import tiny_cfg
+from _tiny import eight_masked_images, tiny_cfg
 from torch import nn
 
 from model.errors import CheckpointError
@@ -111,10 +110,7 @@ def test_samplers_keep_known_pixels_and_stay_finite(prediction):
 def test_a_tiny_unet_overfits_eight_images_with_each_target(prediction):
     torch.manual_seed(0)
     net = UNet(tiny_cfg(), 16)
-    y0 = F.interpolate(torch.rand(8, 3, 4, 4) * 2 - 1, size=16, mode="bilinear", align_corners=False)
-    mask = torch.zeros(8, 1, 16, 16)
-    mask[:, :, 4:12, 4:12] = 1
-    cond = y0 * (1 - mask)
+    y0, cond, mask = eight_masked_images()
 
     def eval_loss():  # the same gammas and noise every time
         with torch.no_grad():
