@@ -191,7 +191,7 @@ def figure(data, out_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .tables import model_name
+    from .tables import model_name, quality_name
 
     done = data.complete
     if "to_baseline_images" not in done:
@@ -200,7 +200,7 @@ def figure(data, out_dir: Path) -> Path | None:
     stages = [s for s in dict.fromkeys(done["stage"]) if reached[done["stage"] == s].any()]
     if not stages:
         return None
-    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.6), squeeze=False, sharey=False)
     for ax, stage in zip(axes[0], stages, strict=True):
         here = done[done["stage"] == stage]
         labels = list(dict.fromkeys(here["label"]))
@@ -215,12 +215,13 @@ def figure(data, out_dir: Path) -> Path | None:
                 labelled = "not reached (images trained)" in ax.get_legend_handles_labels()[1]
                 ax.scatter(x + jitter[hit.isna().to_numpy()], miss, facecolors="none", edgecolors="C3", s=28,
                            zorder=3, label=None if labelled else "not reached (images trained)")
-        ax.set_xticks(range(len(labels)), [n[:28] for n in names], rotation=30, ha="right", fontsize=7)
-        ax.set_title(stage, fontsize=9)
-        ax.set_ylabel("images seen to reach the baseline's final quality", fontsize=7)
+        ax.set_xticks(range(len(labels)), [n[:28] for n in names], rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_title(f"{stage}: images to the baseline's final {quality_name(data.quality)}", fontsize=9)
+        ax.set_ylabel("images seen (one dot per seed)", fontsize=9)
         ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(out_dir) / "cost_to_target.png"
     fig.savefig(path, dpi=100)
