@@ -22,7 +22,7 @@ def randn_per_sample(shape: tuple[int, ...], generators: list[torch.Generator], 
     return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generators])
 
 
-STRIP_LOG_SNR = (-6.0, 6.0)  # where the picture forms: below, a frame is noise to the eye; above, the output
+STRIP_LOG_SNR = (-2.5, 6.0)  # where the picture forms: below, a frame is noise to the eye; above, frames barely change
 
 
 def strip_steps(pairs: list[tuple[float, float]], frames: int = 8) -> set[int]:

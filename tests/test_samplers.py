@@ -156,3 +156,22 @@ def test_ddim_with_eta_one_is_the_ddpm_step():
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def test_the_denoising_strip_frames_are_spread_where_the_picture_forms():
+    """Palette Fig. 9's strip keeps the steps nearest levels evenly spaced in log-SNR where the image forms (not
+    evenly spaced steps, which show noise in most frames): with the cpu preset's schedule and DDIM-20, at least 6
+    distinct frames, increasing in log-SNR, none in the noise-only range, ending with the output."""
+    from model.config import DiffusionConfig
+    from model.sample import STRIP_LOG_SNR, strip_steps
+    from model.schedule import schedule_from_config
+
+    pairs = make_sampler("ddim", schedule_from_config(DiffusionConfig(timesteps=1200, match_terminal=2000)),
+                         steps=20, prediction="v").gamma_pairs()
+    chosen = sorted(strip_steps(pairs))
+    assert len(chosen) >= 6 and chosen[-1] == len(pairs) - 1
+    levels = [math.log(g / (1 - g)) for _, g in (pairs[i] for i in chosen[:-1])]
+    assert levels == sorted(levels) and min(levels) >= STRIP_LOG_SNR[0] - 0.6
+    evenly = sorted(set(range(0, len(pairs), len(pairs) // 8)))  # evenly spaced steps: most frames noise
+    noise = [i for i in evenly if math.log(pairs[i][1] / (1 - pairs[i][1])) < STRIP_LOG_SNR[0] - 0.6]
+    assert len(noise) >= 3
