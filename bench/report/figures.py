@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from .gate import trivial_name  # noqa: E402
-from .tables import QUALITY, SCALE, StudyData, fmt, model_name  # noqa: E402
+from .tables import QUALITY, SCALE, StudyData, model_name  # noqa: E402
 
 DPI = 100
 NAMES = dict(QUALITY) | {"loss": "training loss"}
@@ -217,35 +217,3 @@ def time_per_epoch(data: StudyData, out_dir: Path) -> Path | None:
     fig.savefig(out_dir / "time_per_epoch.png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return out_dir / "time_per_epoch.png"
-
-
-def reach_bars(reach: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Bar lengths (NaN: no bar) and labels of the transfer figure. The learned gate applies as in the table:
-    no bar and no verdict where the comparison involves a model that did not learn (bench/report/gate.py)."""
-    gated = reach["unlearned"].astype(bool).to_numpy() if "unlearned" in reach else np.zeros(len(reach), bool)
-    epochs = np.where(gated, np.nan, reach["epochs_to_reach"].to_numpy(dtype=float))
-    texts = ["no verdict: did not learn" if g else f"not reached in {fmt(t, 3)}" if np.isnan(e) else fmt(e, 3)
-             for e, t, g in zip(epochs, reach["trained_epochs"], gated, strict=True)]
-    return epochs, texts
-
-
-def transfer_reach(reach: pd.DataFrame, out_dir: Path) -> Path | None:
-    """Bars of the epochs each source needs to reach the scratch run's final quality ('not reached')."""
-    if reach.empty:
-        return None
-    names = [f"{r['stage']} ← {r['transfer_source']}" for _, r in reach.iterrows()]
-    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.35 * len(names)))
-    y = np.arange(len(names))
-    epochs, texts = reach_bars(reach)
-    colors = ["0.6" if s == "scratch" else "C0" for s in reach["transfer_source"]]
-    ax.barh(y, np.nan_to_num(epochs), color=colors)
-    for yi, (e, text) in enumerate(zip(epochs, texts, strict=True)):
-        ax.text(0 if np.isnan(e) else e, yi, " " + text, va="center", fontsize=7)
-    ax.set_yticks(y, names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("epochs to reach the from-scratch final quality", fontsize=8)
-    ax.set_xlim(0, max(1.0, float(np.nanmax(np.r_[epochs, reach["trained_epochs"]]))) * 1.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "transfer_reach.png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return out_dir / "transfer_reach.png"
