@@ -358,6 +358,6 @@ def ablation_tables(data: StudyData) -> dict[tuple[str, str], tuple[pd.DataFrame
 
 def failed_table(data: StudyData) -> pd.DataFrame:
     bad = data.trials[data.trials["state"] != "complete"]
-    return pd.DataFrame({"Model": bad["label"].astype(str).str.replace(",", ", "), "Seed": bad["seed"],
+    return pd.DataFrame({"Model": [model_name(r) for _, r in bad.iterrows()], "Seed": bad["seed"],
                          "Stage": bad["stage"], "State": bad["state"],
                          "Reason": bad.get("reason", pd.Series("", index=bad.index)).fillna("")})
