@@ -19,7 +19,8 @@ import re
 import pandas as pd
 
 SHORT = {"train.subsets": "N", "train.epochs_per_subset": "E", "diffusion.timesteps": "T",
-         "model.dropout": "dropout", "diffusion.prediction": "target"}
+         "model.dropout": "dropout", "diffusion.prediction": "target", "diffusion.loss_weighting": "weighting",
+         "diffusion.noise_levels": "noise levels"}
 
 
 def follows(meta: dict) -> list[str]:
