@@ -9,7 +9,8 @@ README.md holds blocks
 where PATH (relative to the repository root) is a markdown file a command wrote: `bench claims ... --out
 results/reference/claims.md`, or one of the files this script itself writes from the committed results
 (GENERATED below: the headline bullets and the paper study's stage table from results/reference/*/trials.csv,
-the GPU line from results/gpu/run2/gpu_check.md). A file may also be a section of another: PATH#Heading takes
+the GPU line from results/gpu/run2/gpu_check.md). It also copies the headline pictures (IMAGES below) from the
+report folders they come from. A file may also be a section of another: PATH#Heading takes
 the lines under the first heading whose text starts with "Heading", up to the next heading.
 
     python scripts/sync_readme.py            # write the GENERATED files, then fill README.md's blocks
@@ -168,6 +169,14 @@ GENERATED = {
 }
 
 
+# the README's headline pictures (committed copies, so the README renders without results/reference's report
+# folders) and the report files they are copied from: python scripts/sync_readme.py copies, --check compares
+IMAGES = {
+    "docs/img/headline-samples.png": "results/reference/cost/report/samples-face_inpaint-preset_baseline.png",
+    "docs/img/headline-kid.png": "results/reference/cost/report/quality_vs_training.png",
+}
+
+
 # ---------------------------------------------------------------- README blocks
 
 def read_source(rel: str) -> str | None:
@@ -221,6 +230,16 @@ def sync(readme: Path, check: bool, allow_missing: set[str], generate: bool = Tr
             problems.append(f"{rel}: out of date (python scripts/sync_readme.py rewrites it)")
         else:
             path.write_text(want)
+    for rel, src in IMAGES.items() if generate else ():
+        path, source = REPO / rel, REPO / src
+        if not source.is_file():
+            problems.append(f"{src}: missing (the picture {rel} is copied from it)")
+        elif not path.is_file() or path.read_bytes() != source.read_bytes():
+            if check:
+                problems.append(f"{rel}: differs from {src} (python scripts/sync_readme.py copies it)")
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(source.read_bytes())
     text = readme.read_text()
     check_markers(readme, text)
 
