@@ -112,8 +112,9 @@ def _failed_line(rows: list[dict], study_dir: Path, retry: str) -> int:
     failed = [r for r in rows if r["state"] == "failed"]
     if not failed:
         return 0
-    names = "; ".join(f"{r['stage']}: {r.get('config', r['label'])} (seed {r['seed']})" for r in failed[:3])
-    names += "; ..." if len(failed) > 3 else ""
+    several = len({r["stage"] for r in rows}) > 1
+    names = "; ".join(f"{r['stage'] + ': ' if several else ''}{r.get('config', r['label'])} seed {r['seed']}"
+                      for r in failed[:3]) + ("; ..." if len(failed) > 3 else "")
     print(f"{len(failed)} of {len(rows)} trials failed ({names}): reasons in {study_dir / 'trials.csv'} "
           f"(column reason) and {study_dir / 'trials'}/<trial>/traceback.txt; `bench run {retry}` runs them again",
           flush=True)

@@ -76,7 +76,7 @@ def test_an_unlearned_trial_yields_no_verdict_sentence(tmp_path):
     assert any("did not learn (final KID×10³ no better than the best trivial baseline, gray copy at KID×10³ "
                "75.4): `x=b`. No conclusion" in s for s in text), text
     line = gate.unlearned_line(data.trials, "kid")
-    assert line.startswith("1 of 2 trials did not learn") and "x=b (seed 0)" in line
+    assert line.startswith("1 of 2 trials did not learn") and "x=b seed 0" in line
     assert gate.unlearned_line(_study(tmp_path, {"x=a": [0.05]}).trials, "kid") is None
 
 

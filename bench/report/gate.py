@@ -109,7 +109,7 @@ def unlearned_line(df: pd.DataFrame, quality: str, names: pd.Series | None = Non
     if bad.empty:
         return None
     shown = names if names is not None else df["label"]
-    names = "; ".join(f"{f'{r.stage}: ' if df['stage'].nunique() > 1 else ''}{shown[i]} (seed {r.seed})"
+    names = "; ".join(f"{f'{r.stage}: ' if df['stage'].nunique() > 1 else ''}{shown[i]} seed {r.seed}"
                       for i, r in bad.head(4).iterrows())
     more = "; ..." if len(bad) > 4 else ""
     total = int((df["state"] == "complete").sum()) if "state" in df else len(df)

@@ -46,7 +46,7 @@ def _value(v) -> str:
     """An axis value as the study file wrote it (CSV floats that are whole numbers as integers)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "null"
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:  # 1e30 stays 1e+30
         return str(int(v))
     return str(v)
 
