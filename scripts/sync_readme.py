@@ -79,6 +79,9 @@ HEADLINE = [
     ("Landscape colorization from face colorization vs from scratch",
      "paper", {"stage": "land_color", "transfer_source": "face_color"},
      {"stage": "land_color", "transfer_source": "scratch"}),
+    ("Beyond the paper: EDM's log-normal noise levels vs uniform steps (face inpainting, equal images)",
+     "cost", {"stage": "face_inpaint", "diffusion.loss_weighting": "none", "diffusion.noise_levels": "log_normal"},
+     {"stage": "face_inpaint", "diffusion.loss_weighting": "none", "diffusion.noise_levels": "uniform"}),
 ]
 
 
