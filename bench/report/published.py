@@ -17,15 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import cost
+from .tables import read_csv
 from .verdicts import CLAIMS_NOTE, claims_table
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-
 
 # eval keys that change neither the trained weights (evaluation restores the training RNG) nor the final
 # evaluation's numbers: two studies that differ only here trained and scored the same run
@@ -60,7 +53,7 @@ def published_study(study_file: Path, results: Path):
                           "pass the --results folder that holds it)")
     meta = pd.read_json(folder / "study.json", typ="series").to_dict()
     study = load_study(study_file, meta.get("scale", "cpu"), meta.get("overrides") or {}, meta.get("seeds_override"))
-    trials = _read_csv(folder / "trials.csv")
+    trials = read_csv(folder / "trials.csv")
     done = trials[trials["state"] == "complete"].copy()
     done["is_baseline"] = done["is_baseline"].astype(str).str.lower() == "true"
     runs = {t.key: training_id(t.run) for t in study.trials}
@@ -68,11 +61,10 @@ def published_study(study_file: Path, results: Path):
     from .labels import short_labels
 
     done["name"] = short_labels(done, meta)  # what verdicts call a config (`N=4, E=40`), as the report does
-    records = _read_csv(folder / "records.csv")
-    records = records if not records.empty else _read_csv(folder / "records.csv.gz")
+    records = read_csv(folder / "records.csv")  # or records.csv.gz
     quality = meta.get("quality_metric", "kid")
     if not any(c.startswith("to_") for c in done):
-        done = done.join(cost.per_trial(done, records, _read_csv(folder / "trivial.csv"), quality))
+        done = done.join(cost.per_trial(done, records, read_csv(folder / "trivial.csv"), quality))
     claims = [c.model_dump(mode="json") for c in study.spec.claims]
     return study.name, done, study.spec.baseline, claims, records, quality
 

@@ -82,7 +82,12 @@ class StudyData:
         return bool((self.complete["transfer_source"].astype(str) != "scratch").any())
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path) -> pd.DataFrame:
+    """A study folder's table, or an empty frame when it is absent or empty; `records.csv` is also found as
+    `records.csv.gz`, as results/reference publishes it (pandas reads the gzip as is)."""
+    path = Path(path)
+    if not path.exists() and Path(f"{path}.gz").exists():
+        path = Path(f"{path}.gz")
     try:
         return pd.read_csv(path)
     except (FileNotFoundError, pd.errors.EmptyDataError):
@@ -98,10 +103,10 @@ def load(study_dir: Path, include_stale: bool = False) -> StudyData:
     meta = json.loads((study_dir / "study.json").read_text())
     if not (study_dir / "trials.csv").exists():
         records.rebuild(study_dir)
-    trials = _read_csv(study_dir / "trials.csv")
+    trials = read_csv(study_dir / "trials.csv")
     if "learned" not in trials and (trials.get("state") == "complete").any() and (study_dir / "trials").is_dir():
         records.rebuild(study_dir)  # written before the learned gate: score its trivial baselines once
-        trials = _read_csv(study_dir / "trials.csv")
+        trials = read_csv(study_dir / "trials.csv")
     if trials.empty:
         file = meta.get("file", "<file>")
         raise ConfigError(f"{study_dir}: no finished trials yet (run `bench run {file}` first)")
@@ -112,9 +117,9 @@ def load(study_dir: Path, include_stale: bool = False) -> StudyData:
     trials = trials.sort_values(["_order", "seed"], kind="stable")
     trials = trials.drop(columns="_order").reset_index(drop=True)
     trials["is_baseline"] = trials["is_baseline"].astype(str).str.lower() == "true"
-    trials, stale, rec = _split_stale(study_dir, trials, _read_csv(study_dir / "records.csv"), include_stale)
+    trials, stale, rec = _split_stale(study_dir, trials, read_csv(study_dir / "records.csv"), include_stale)
     trials["name"] = labels.short_labels(trials, meta)  # `N=4, E=40`: what every table and legend shows
-    return StudyData(study_dir, meta, trials, rec, _read_csv(study_dir / "trivial.csv"), stale=stale)
+    return StudyData(study_dir, meta, trials, rec, read_csv(study_dir / "trivial.csv"), stale=stale)
 
 
 def _split_stale(study_dir: Path, trials: pd.DataFrame, rec: pd.DataFrame, include: bool):
