@@ -55,3 +55,26 @@ def test_per_trial_columns_use_the_baseline_mean_and_the_best_trivial():
     assert got.loc[2, "to_baseline_images"] == 800 and got.loc[2, "to_baseline_cpu_hours"] == pytest.approx(0.2)
     per = cost.per_config(trials.join(got), "baseline")
     assert list(per["reached"]) == [1, 1] and list(per["seeds"]) == [2, 2]
+
+
+def test_a_cost_within_one_evaluation_step_gets_no_verdict():
+    """Two seeds that reach a target one evaluation earlier than their baselines differ by exactly one grid step
+    at each seed: the paired interval has zero width, yet the grid cannot resolve it, so no verdict word; two
+    steps earlier at every seed with some spread is resolved."""
+    from bench.report import verdicts
+
+    def trials(name, seeds, images):
+        return pd.DataFrame({"trial": [f"{name}{s}" for s in seeds], "pair": seeds, "seed": seeds,
+                             "to_baseline_images": images, "learned": True})
+
+    records = pd.concat([_curve([0.1] * 5).assign(trial=f"{n}{s}", metric="kid")
+                         for n in ("x", "b") for s in (0, 1, 2)])  # evaluations every 800 images
+    base = trials("b", [0, 1, 2], [4000, 4000, 4000])
+    assert verdicts.grid_step(records, base, "to_baseline_images", "kid") == 800
+    p, _, why = verdicts.compare(trials("x", [0, 1, 2], [3200, 3200, 3200]), base, "to_baseline_images",
+                                 records, "kid")
+    assert p.ratio == pytest.approx(0.8) and why.startswith("no verdict: the difference (-800) is within one step")
+    p, _, why = verdicts.compare(trials("x", [0, 1, 2], [1600, 2400, 1600]), base, "to_baseline_images",
+                                 records, "kid")
+    assert why == "" and p.verdict == "better"
+    assert math.isnan(verdicts.grid_step(records, base, "kid", "kid"))  # only costs to a target are on a grid

@@ -71,9 +71,11 @@ def is_quality(measure: str) -> bool:
     return measure in QUALITY_MEASURES
 
 
-def compare(x: pd.DataFrame, b: pd.DataFrame, measure: str) -> tuple[stats.Paired, str, str]:
+def compare(x: pd.DataFrame, b: pd.DataFrame, measure: str, records: pd.DataFrame | None = None,
+            quality: str = "kid") -> tuple[stats.Paired, str, str]:
     """(paired comparison, clock, why no verdict or '') of trials x against trials b (trials.csv rows with a
-    `pair` column saying which rows pair up: the seed, or the runs' ids across studies)."""
+    `pair` column saying which rows pair up: the seed, or the runs' ids across studies). With `records`, a cost
+    to a target gets no verdict when its difference is within one step of the evaluation grid (grid_step)."""
     both = pd.concat([x, b])
     col, clock = _column(both, measure)
     why = ""
@@ -91,7 +93,31 @@ def compare(x: pd.DataFrame, b: pd.DataFrame, measure: str) -> tuple[stats.Paire
             why = "no verdict: every pair was timed under contention"
     values = [pd.to_numeric(d.get(col, pd.Series(np.nan, index=d.index)), errors="coerce")
               .set_axis(d["pair"]) for d in (x, b)]
-    return stats.paired(values[0], values[1], measure), clock, why
+    p = stats.paired(values[0], values[1], measure)
+    step = grid_step(records, pd.concat([x, b]), measure, quality) if records is not None else math.nan
+    if not why and p.n > 1 and p.verdict in ("better", "worse") and abs(p.diff) <= step:
+        why = (f"no verdict: the difference ({p.diff:+.4g}) is within one step of the evaluation grid the target "
+               f"is read on ({step:.4g})")
+    return p, clock, why
+
+
+# a cost to a target (`to_<target>_<unit>`) is read at evaluations: its unit's column in records.csv
+_GRID_COLUMNS = {"images": "images_seen", "steps": "steps", "epoch": "epoch", "hours": "train_hours",
+                 "cpu_hours": "train_cpu_hours"}
+
+
+def grid_step(records: pd.DataFrame, trials: pd.DataFrame, measure: str, quality: str) -> float:
+    """The coarsest step between consecutive evaluations of `trials` (records.csv rows of the quality metric), in
+    the unit of a `to_*` measure; NaN for any other measure. Two seeds that reach a target at the same evaluation
+    give a zero-width interval: a difference no larger than this step is not resolved, whatever the interval."""
+    if not measure.startswith("to_") or records is None or records.empty:
+        return math.nan
+    col = _GRID_COLUMNS.get(measure.split("_", 2)[2])
+    rec = records[records["trial"].isin(trials["trial"]) & (records["metric"] == quality)] if col else None
+    if rec is None or col not in rec or rec.empty:
+        return math.nan
+    gaps = rec.sort_values(col).groupby("trial")[col].diff()
+    return float(gaps.max()) if gaps.notna().any() else math.nan
 
 
 def verdict_cell(p: stats.Paired, why: str, scale: float = 1.0) -> str:
@@ -230,7 +256,8 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
         xs, bs = zip(*pairs, strict=True)
         x = pd.concat(xs).drop_duplicates("pair")
         b = pd.concat(bs).drop_duplicates("pair")
-        p, clock, why = compare(x, b, claim["measure"])
+        recs = pd.concat([rec for *_, rec, _ in items if rec is not None and not rec.empty] or [pd.DataFrame()])
+        p, clock, why = compare(x, b, claim["measure"], recs, items[0][5])
         scale = QUALITY_SCALE.get(claim["measure"], 1.0)
         ours = _ours(p, scale)
         if claim["measure"].startswith("to_"):  # a seed that never reached the target pairs with nothing
