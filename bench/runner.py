@@ -345,6 +345,14 @@ def _attrs(otrial: optuna.Trial, history: list[dict], final: dict, num_parameter
         otrial.set_user_attr(k, v)
 
 
+def _recorded_runs(study_dir: Path) -> dict:
+    """study.json's trial -> training_id map ({} when there is none yet, or the file is unreadable)."""
+    try:
+        return dict(json.loads((study_dir / "study.json").read_text()).get("runs") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def run_study(study: Study, results_root: Path, storage: str, device: str = "auto", max_trials: int | None = None,
               budget: Budget | None = None, retry_failed: bool = False, progress=None,
               wait: float | None = None) -> RunSummary:
@@ -356,6 +364,8 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
     storage = make_storage(storage) if isinstance(storage, str) else storage
     with claims_for(storage) as claims:
         with claims.records(study_dir):  # the study folder's shared files: one writer at a time, on any host
+            runs = _recorded_runs(study_dir)  # kept for the trials of other --seeds calls
+            runs.update({t.key: t.run.training_id for t in study.trials})
             write_json(study_dir / "study.json", {
                 "name": study.name, "file": str(study.path), "scale": study.scale, "axes": study.axes,
                 "baseline": study.spec.baseline, "quality_metric": study.spec.quality_metric,
@@ -363,6 +373,8 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
                 "seeds": study.spec.seeds, "seeds_override": study.seeds_override,
                 # the points this file asks for; finished trials of other points are stale (records.stale_keys)
                 "points": list(dict.fromkeys(records.point_id(t.point) for t in study.trials)),
+                # what each trial trained (bench claims counts a run two studies share once)
+                "runs": runs,
                 "follows": study.follows, "names": study.names,
                 "claims": [c.model_dump(mode="json") for c in study.spec.claims]})
             ostudies = {stage: open_study(study, storage, stage) for stage in search_space.trials_by_stage(study)}

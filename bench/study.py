@@ -76,6 +76,11 @@ class StudyFile(BaseModel):
     claims: list[Claim] = Field(default_factory=list)  # the paper's statements as data (bench/paper_claims.py)
 
 
+# eval keys that change neither the trained weights (evaluation restores the training RNG) nor the final
+# evaluation's numbers: two studies that differ only here trained and scored the same run
+NOT_TRAINING = (("eval", "every_epochs"), ("eval", "save_images"), ("eval", "ddpm_timing_samples"))
+
+
 @dataclass(frozen=True)
 class StageRun:
     """One training run of one stage; shared by every trial whose chain contains the same run."""
@@ -91,6 +96,18 @@ class StageRun:
         up = self.upstream.key if self.upstream else self.transfer_source
         blob = json.dumps({"config": run_identity(self.config), "from": up}, sort_keys=True)
         return f"{self.stage}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+    @property
+    def training_id(self) -> str:
+        """What identifies the trained run across studies (`bench claims` counts a run two studies share once):
+        a hash of its config (model.config.run_identity, seed included, without NOT_TRAINING) and of its
+        upstream run's id (or its transfer source). `bench run` records it per trial in study.json, so a
+        published folder keeps the identity of what it trained after a preset changes."""
+        d = run_identity(self.config)
+        for section, key in NOT_TRAINING:
+            d[section].pop(key, None)
+        up = self.upstream.training_id if self.upstream is not None else self.transfer_source
+        return hashlib.sha1(json.dumps({"config": d, "from": up}, sort_keys=True).encode()).hexdigest()[:12]
 
     def chain(self) -> list[StageRun]:
         return (self.upstream.chain() if self.upstream else []) + [self]

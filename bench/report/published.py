@@ -1,17 +1,16 @@
 """`bench claims`: the paper-claims table across several studies' published folders (results/reference/*), which
 hold only trials.csv, records.csv(.gz), trivial.csv and study.json.
 
-Each study file is expanded again (at its folder's scale, --set and --seeds) for its claims and to name each
-trial's trained run by `training_id`: the run's config (seed included) without the evaluation keys that change
-neither the weights nor the final numbers, and its upstream run's id. Two studies that trained the same run (the
-face-inpainting batch run of `paper` and `subsets`, evaluated every 40 and every 80 epochs) then give one pair
-of runs to a claim, counted once (verdicts.claims_table).
+Each study file is expanded again (at its folder's scale, --set and --seeds) for its claims. Each trial's
+trained run is named by the `training_id` its `bench run` recorded in study.json (bench/study.py: the run's
+config, seed included, without the evaluation keys that change neither the weights nor the final numbers, and
+its upstream run's id). Two studies that trained the same run (the face-inpainting batch run of `paper` and
+`subsets`, evaluated at different epochs) then give one pair of runs to a claim, counted once
+(verdicts.claims_table).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -19,22 +18,6 @@ import pandas as pd
 from . import cost
 from .tables import read_csv
 from .verdicts import CLAIMS_NOTE, claims_table
-
-# eval keys that change neither the trained weights (evaluation restores the training RNG) nor the final
-# evaluation's numbers: two studies that differ only here trained and scored the same run
-NOT_TRAINING = (("eval", "every_epochs"), ("eval", "save_images"), ("eval", "ddpm_timing_samples"))
-
-
-def training_id(run) -> str:
-    """What identifies a trained run across studies: a hash of its config (model.config.run_identity, without
-    NOT_TRAINING, the seed included) and of its upstream run's id (or its transfer source)."""
-    from model.config import run_identity
-
-    d = run_identity(run.config)
-    for section, key in NOT_TRAINING:
-        d[section].pop(key, None)
-    up = training_id(run.upstream) if run.upstream is not None else run.transfer_source
-    return hashlib.sha1(json.dumps({"config": d, "from": up}, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def published_study(study_file: Path, results: Path):
@@ -56,7 +39,10 @@ def published_study(study_file: Path, results: Path):
     trials = read_csv(folder / "trials.csv")
     done = trials[trials["state"] == "complete"].copy()
     done["is_baseline"] = done["is_baseline"].astype(str).str.lower() == "true"
-    runs = {t.key: training_id(t.run) for t in study.trials}
+    # the trained run of each trial, as `bench run` recorded it; a folder from before that record is named
+    # by expanding the study file again, marked so that it never matches a recorded id: the preset it was
+    # trained under may differ from today's (the cpu preset's noise levels and epochs changed)
+    runs = meta.get("runs") or {t.key: f"unrecorded-{t.run.training_id}" for t in study.trials}
     done["run"] = [runs.get(k, f"{study.name}/{k}") for k in done["trial"]]
     from .labels import short_labels
 
