@@ -40,6 +40,7 @@ from .claims import FileClaims, claims_for, server_lock
 from .launch import train_processes
 from .locks import file_lock
 from .preflight import check_same_configuration
+from .presets import EPOCH_MULTIPLIER, SCALES
 from .report import gate
 from .study import SCRATCH, StageRun, Study, Trial
 
@@ -375,6 +376,10 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
                 "points": list(dict.fromkeys(records.point_id(t.point) for t in study.trials)),
                 # what each trial trained (bench claims counts a run two studies share once)
                 "runs": runs,
+                # the scale preset and epoch multiplier the runs were trained under (a later preset change
+                # does not pool this folder's claims with a newer one's, bench/report/published.py)
+                "preset": {"scale": study.scale, "keys": SCALES[study.scale],
+                           "epoch_multiplier": EPOCH_MULTIPLIER[study.scale]},
                 "follows": study.follows, "names": study.names,
                 "claims": [c.model_dump(mode="json") for c in study.spec.claims]})
             ostudies = {stage: open_study(study, storage, stage) for stage in search_space.trials_by_stage(study)}

@@ -97,20 +97,27 @@ def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, capsys, claim
 
 
 def test_a_folder_without_recorded_runs_never_shares_one_with_a_recorded_folder(results, tmp_path):
-    """study.json records what each trial trained; a folder from before that record (trained under whatever the
-    preset then was) is never taken for the same runs as a recorded one, even where today's expansion agrees."""
+    """study.json records what each trial trained and the preset it trained under; a folder from before that
+    record (trained under whatever the preset then was) is never taken for the same runs as a recorded one, even
+    where today's expansion agrees, and its claims are not pooled with the recorded folder's."""
     meta = json.loads((results / "results" / "claims_a" / "study.json").read_text())
     trials = pd.read_csv(results / "results" / "claims_a" / "trials.csv")
     assert set(meta["runs"]) >= set(trials["trial"]) and len(set(meta["runs"].values())) == len(trials)
+    assert meta["preset"]["scale"] == "smoke" and meta["preset"]["keys"]["data.image_size"] == 16
     published = tmp_path / "published"
     for name in ("claims_a", "claims_b"):
         (published / name).mkdir(parents=True)
         for f in ("trials.csv", "trivial.csv", "records.csv"):
             shutil.copy(results / "results" / "claims_a" / f, published / name / f)
     (published / "claims_a" / "study.json").write_text(json.dumps(meta))
-    legacy = {k: v for k, v in meta.items() if k != "runs"}
-    (published / "claims_b" / "study.json").write_text(json.dumps({**legacy, "name": "claims_b"}))
     files = [_study(tmp_path / "a.yaml", "claims_a"), _study(tmp_path / "b.yaml", "claims_b")]
+    legacy = {k: v for k, v in meta.items() if k != "runs"}  # same preset recorded: pooled, no run shared
+    (published / "claims_b" / "study.json").write_text(json.dumps({**legacy, "name": "claims_b"}))
     raw, _ = published_claims(files, published)
     row = raw.set_index("id").loc["dropout-l1"]
     assert row["shared_runs_counted_once"] == 0 and row["n"] == 4
+    legacy.pop("preset")  # no preset recorded either: one row per folder
+    (published / "claims_b" / "study.json").write_text(json.dumps({**legacy, "name": "claims_b"}))
+    raw, _ = published_claims(files, published)
+    rows = raw[raw["id"] == "dropout-l1"]
+    assert sorted(rows["studies"]) == ["claims_a", "claims_b"] and set(rows["n"]) == {2}

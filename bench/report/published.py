@@ -11,6 +11,7 @@ its upstream run's id). Two studies that trained the same run (the face-inpainti
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +52,10 @@ def published_study(study_file: Path, results: Path):
     quality = meta.get("quality_metric", "kid")
     if not any(c.startswith("to_") for c in done):
         done = done.join(cost.per_trial(done, records, read_csv(folder / "trivial.csv"), quality))
-    claims = [c.model_dump(mode="json") for c in study.spec.claims]
+    # the scale preset the folder was trained under (bench run records it): claims of studies trained under
+    # different presets are not pooled (verdicts.claims_table)
+    setting = json.dumps(meta.get("preset"), sort_keys=True) if meta.get("preset") else "unrecorded"
+    claims = [{**c.model_dump(mode="json"), "setting": setting} for c in study.spec.claims]
     return study.name, done, study.spec.baseline, claims, records, quality
 
 

@@ -241,14 +241,15 @@ def claim_pairs(done: pd.DataFrame, claim: dict, baseline: dict) -> tuple[pd.Dat
 
 def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """claims: (study name, claim, the study's complete trials, its baseline selector, its records, its quality
-    metric) for each claim of each study. Claims with the same id in several studies are pooled; a pair of runs
-    present in several studies counts once. A `to_baseline_*` claim pairs each seed with its own seed's
-    baseline (cost.reach_own_baseline). Returns (raw, view)."""
-    groups: dict[str, list] = {}
+    metric) for each claim of each study. Claims with the same id in several studies are pooled where the studies
+    were trained under the same scale preset (a claim's `setting`, bench/report/published.py; one row per
+    setting otherwise); a pair of runs present in several studies counts once. A `to_baseline_*` claim pairs
+    each seed with its own seed's baseline (cost.reach_own_baseline). Returns (raw, view)."""
+    groups: dict[tuple, list] = {}
     for item in claims:
-        groups.setdefault(item[1]["id"], []).append(item)
+        groups.setdefault((item[1]["id"], item[1].get("setting")), []).append(item)
     rows = []
-    for cid, items in groups.items():
+    for (cid, _), items in groups.items():
         claim = items[0][1]
         pairs = [claim_pairs(done, c, base) for _, c, done, base, _, _ in items]
         if claim["measure"].startswith("to_baseline_"):
