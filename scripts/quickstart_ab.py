@@ -84,16 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new", default=".", help="the commit to compare ('.': the working tree, the default)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only", choices=["old", "new"], help="run one side (the other's folder is kept)")
+    ap.add_argument("--scratch", type=Path, help="where the trees and their results go, kept afterwards "
+                    "(e.g. to add seeds to a side's study); default: a temporary folder, removed at the end")
     ap.add_argument("extra", nargs="*", help="after --: arguments for `bench run` (e.g. --scale smoke)")
     args = ap.parse_args(argv)
     if not (ROOT / ".venv" / "bin" / "bench").exists():
         print(f"{ROOT / '.venv'}: no environment (run bash scripts/setup.sh first)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="quickstart-ab-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="quickstart-ab-") as tmp:
+        scratch = args.scratch or Path(tmp)
         for side, commit in (("old", args.old), ("new", args.new)):
             if args.only in (None, side):
-                run_side(side, commit, args.out, Path(scratch), args.extra)
+                if (scratch / side).exists():
+                    shutil.rmtree(scratch / side)  # an interrupted side runs again from the start
+                run_side(side, commit, args.out, scratch, args.extra)
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "quickstart_summary.py"), str(args.out)]).returncode
 
 
