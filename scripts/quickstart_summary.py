@@ -44,6 +44,10 @@ def side(folder: Path) -> dict:
             "eval_s": float(evals.sum()), "n_evals": int(len(evals)), "worker_s": worker_seconds}
 
 
+def _short(commit: str) -> str:
+    return "." if commit.startswith("worktree@") else commit[:7]
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -57,7 +61,9 @@ def summary(out: Path) -> str:
         commit = f"working tree on {commit[9:21]}" if commit.startswith("worktree@") else commit[:12]
         rows.append({"side": label, "commit": commit, "wall (min)": f"{t['wall_seconds'] / 60:.1f}",
                      "workers": t["workers"], "training": pct(s["train_s"] / s["worker_s"]),
+                     "training (worker-min)": f"{s['train_s'] / 60:.1f}",
                      "evaluating": pct(s["eval_s"] / s["worker_s"]),
+                     "evaluating (worker-min)": f"{s['eval_s'] / 60:.1f}",
                      "other (start-up, report, idle)": pct(1 - (s["train_s"] + s["eval_s"]) / s["worker_s"]),
                      "evaluations": s["n_evals"], "load at start": f"{t['load_average_start']:.2f}"})
     ratio = new["timing"]["wall_seconds"] / old["timing"]["wall_seconds"]
@@ -89,7 +95,8 @@ def summary(out: Path) -> str:
         f"({rows[0]['training']} before); final {qn} worse than before beyond its interval: "
         f"{', '.join(worse) if worse else 'none'} ([side by side]({out.as_posix()}/summary.md)).", "",
         "## Measured", "",
-        f"Written by `python scripts/quickstart_summary.py {out}` from what `scripts/quickstart_ab.py` measured: "
+        f"Written by `python scripts/quickstart_summary.py {out}` from what `python scripts/quickstart_ab.py --old "
+        f"{_short(old['timing']['commit'])} --new {_short(new['timing']['commit'])} --out {out}` measured: "
         f"`bash scripts/quickstart.sh` of each commit, one after the other, on {' / '.join(sorted(cpu))} "
         f"({old['timing']['cores']} cores). Wall time: the quickstart's whole command (both workers, then the "
         "report). Shares are of the workers' time (workers × wall).", "",
