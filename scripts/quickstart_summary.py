@@ -87,13 +87,13 @@ def summary(out: Path) -> str:
     worse = [f"{c['stage']} {c['config']}" for c in comp if c["verdict"] == "worse"]
     lines = [
         "# Quickstart, two commits side by side", "",
-        "## In one line", "",
-        f"`bash scripts/quickstart.sh` took {new['timing']['wall_seconds'] / 60:.0f} minutes on a "
-        f"{new['timing']['cores']}-core {new['timing']['cpu']} (load average {new['timing']['load_average_start']:.1f}"
-        f" at its start): {ratio:.2f}× the {old['timing']['wall_seconds'] / 60:.0f} minutes of commit "
-        f"{rows[0]['commit'][:7]}, run just before it; {rows[1]['training']} of the workers' time trained "
-        f"({rows[0]['training']} before); final {qn} worse than before beyond its interval: "
-        f"{', '.join(worse) if worse else 'none'} ([side by side]({out.as_posix()}/summary.md)).", "",
+        "## Headline", "",
+        f"`bash scripts/quickstart.sh`: {new['timing']['wall_seconds'] / 60:.0f} min, {ratio:.2f}× the "
+        f"{old['timing']['wall_seconds'] / 60:.0f} min of {rows[0]['commit'][:7]} run just before, same "
+        f"{new['timing']['cores']}-core {new['timing']['cpu']}; {rows[1]['training']} of the workers' time trained "
+        f"({rows[0]['training']} before); "
+        + (f"final {qn} worse beyond its interval: {', '.join(worse)}." if worse else
+           f"no final {qn} worse beyond its interval."), "",
         "## Measured", "",
         f"Written by `python scripts/quickstart_summary.py {out}` from what `python scripts/quickstart_ab.py --old "
         f"{_short(old['timing']['commit'])} --new {_short(new['timing']['commit'])} --out {out}` measured: "

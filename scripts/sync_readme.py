@@ -206,7 +206,13 @@ def read_source(rel: str) -> str | None:
 
 
 def check_markers(readme: Path, text: str) -> None:
-    """Every begin has its end, in order, never nested: else one line and exit status 2."""
+    """Every begin has its end, in order, never nested, and names a path without spaces (a `PATH#Heading` whose
+    heading has a space would otherwise be no marker at all and stay empty): else one line and exit status 2."""
+    for line in re.findall(r"<!-- (?:begin|end):.*?-->", text):
+        if not MARKER.fullmatch(line):
+            print(f"error: {readme}: malformed marker {line!r} (a path without spaces: use a heading's first "
+                  "word after '#')", file=sys.stderr)
+            raise SystemExit(2)
     open_path = None
     for kind, rel in MARKER.findall(text):
         if kind == "begin" and open_path is None:

@@ -52,7 +52,8 @@ def test_the_summary_states_the_ratio_the_shares_and_a_verdict_only_where_resolv
     done = subprocess.run([sys.executable, str(SUMMARY), str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     text = (out / "summary.md").read_text()
-    assert "0.50× the 10 minutes of commit 0123456" in text and "took 5 minutes" in text
+    assert "`bash scripts/quickstart.sh`: 5 min, 0.50× the 10 min of 0123456" in text
+    assert "final L1 worse beyond its interval: `main` dropout=0, `main` dropout=0.1" in text
     rec = pd.read_csv(study_folder / "records.csv")
     own = rec[rec["target_stage"].astype(str).str.lower() == "true"]
     share = own.loc[own["metric"] == "epoch_seconds", "value"].sum() / (2 * 300.0)
@@ -65,7 +66,7 @@ def test_the_summary_states_the_ratio_the_shares_and_a_verdict_only_where_resolv
     _side(same, "new", study_folder, wall=600.0)
     assert subprocess.run([sys.executable, str(SUMMARY), str(same)], capture_output=True).returncode == 0
     text = (same / "summary.md").read_text()
-    assert "1.00×" in text and "beyond its interval: none" in text and "| no difference resolved |" in text
+    assert "1.00×" in text and "no final L1 worse beyond its interval" in text and "| no difference resolved |" in text
 
 
 def test_a_missing_side_is_one_line_and_exit_2(tmp_path):

@@ -158,6 +158,11 @@ def test_sync_fills_a_block_and_check_finds_a_stale_one(tmp_path):
     with pytest.raises(SystemExit) as e:
         sync_readme.sync(readme, check=True, allow_missing=set(), generate=False)
     assert e.value.code == 2
+    spaced = "results/quickstart-ab/summary.md#In one line"  # was silently no marker at all: an empty block
+    readme.write_text(f"<!-- begin: {spaced} -->\n<!-- end: {spaced} -->\n")
+    with pytest.raises(SystemExit) as e:
+        sync_readme.sync(readme, check=True, allow_missing=set(), generate=False)
+    assert e.value.code == 2
 
 
 def test_ci_runs_the_readme_test_command():
