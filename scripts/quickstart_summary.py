@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report.labels import short_labels  # noqa: E402
+from bench.report.stats import lower_is_better  # noqa: E402
 from bench.report.tables import SCALE, md_table, quality_name, read_csv  # noqa: E402
 
 Z = 1.96  # two-sided 95% normal quantile
@@ -75,8 +76,9 @@ def summary(out: Path) -> str:
     for _, r in both.iterrows():
         d = r[f"{q}_new"] - r[f"{q}_old"]
         h = Z * math.hypot(r.get(f"{q}_se_old", math.nan), r.get(f"{q}_se_new", math.nan))
-        word = "" if not math.isfinite(h) else ("worse" if d - h > 0 else "better" if d + h < 0 else
-                                                 "no difference resolved")
+        higher = d - h > 0  # the interval lies above 0; lower_is_better says which way is better (PSNR: up)
+        word = "" if not math.isfinite(h) else ("no difference resolved" if d - h <= 0 <= d + h else
+                                                 "worse" if higher == lower_is_better(q) else "better")
         comp.append({"stage": f"`{r['stage']}`", "config": r["name"], "seed": int(r["seed"]),
                      "images old / new": f"{r['images_seen_old']:,.0f} / {r['images_seen_new']:,.0f}",
                      f"{qn} old": f"{k * r[f'{q}_old']:.3g} ± {k * r[f'{q}_se_old']:.2g}",
