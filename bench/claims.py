@@ -50,6 +50,10 @@ class FileClaims:
         """Blocking claim of a stage run (shared by trials): waits while another worker trains it."""
         return file_lock(Path(runs_dir) / f".{key}.lock")
 
+    def run_held(self, runs_dir: Path, key: str) -> bool:
+        """True while a live worker trains the stage run (a probe: never waits)."""
+        return is_locked(Path(runs_dir) / f".{key}.lock")
+
     def records(self, study_dir: Path):
         """Blocking claim of the study folder's shared files (study.json, records.csv, trials.csv)."""
         return file_lock(Path(study_dir) / ".records.lock")
@@ -115,6 +119,10 @@ class ServerClaims:
 
     def run(self, runs_dir: Path, key: str):
         return self._lock(f"{Path(runs_dir).parent.name}/runs/{key}", blocking=True)
+
+    def run_held(self, runs_dir: Path, key: str) -> bool:
+        with self._lock(f"{Path(runs_dir).parent.name}/runs/{key}", blocking=False) as got:
+            return not got
 
     def records(self, study_dir: Path):
         return self._lock(f"{Path(study_dir).name}/records", blocking=True)

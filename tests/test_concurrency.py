@@ -3,13 +3,18 @@ every point x seed runs exactly once (SQLite, and an Optuna journal file)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
+import time
 
 import pandas as pd
 import pytest
+from _postgres import REQUIRE_ENV, missing_reason, postgres_server
 from _reliability import (
     REPO,
+    TWO_STAGES,
     assert_exactly_once,
     bench_cmd,
     comparable_records,
@@ -23,7 +28,10 @@ from _reliability import (
 )
 
 from bench import cli
+from bench.claims import FileClaims, ServerClaims
+from bench.locks import file_lock
 from bench.runner import make_storage
+from bench.study import load_study
 from model.errors import ConfigError
 
 # Six trials: three points (two eval settings, one other batch size) x two seeds, six distinct runs.
@@ -95,3 +103,82 @@ def assert_shared_exactly_once(study_dir, url: str, outputs: list[str]) -> None:
     # the workers really shared the work (each claims trials with a non-blocking lock)
     ran = [int(re.search(r"(\d+) run, \d+ skipped", out).group(1)) for out in outputs]
     assert sum(ran) == n, outputs
+
+
+# An inpainting run and two colorization trials: one fine-tuned from it (grid order puts it first), one from scratch.
+CHAIN_SWEEP = {"zip": {"stage": ["inpaint", "color", "color"], "transfer_source": ["scratch", "inpaint", "scratch"]}}
+
+
+def _chain_study(tmp_path, sweep=CHAIN_SWEEP):
+    """The study file, and its trials: [inpainting, colorization from it, ...]."""
+    study_file = tiny_study(tmp_path / "chain.yaml", name="chain", stages=TWO_STAGES, sweep=sweep)
+    trials = load_study(study_file, "smoke").trials
+    assert trials[1].run.chain()[0].key == trials[0].run.key  # the transfer starts from the inpainting run
+    return study_file, trials
+
+
+@contextlib.contextmanager
+def _another_worker_trains(study_dir, trial):
+    """Hold what a worker running `trial` holds: its claim and its run's lock."""
+    with FileClaims().trial(study_dir / "trials" / trial.key) as claimed, \
+            file_lock(study_dir / "runs" / f".{trial.run.key}.lock", blocking=False) as locked:
+        assert claimed and locked
+        yield
+
+
+def _state(study_dir, trial) -> str | None:
+    f = study_dir / "trials" / trial.key / "trial.json"
+    return pd.read_json(f, typ="series")["state"] if f.exists() else None
+
+
+def test_a_worker_takes_a_ready_trial_instead_of_waiting_on_another_workers_run(tmp_path):
+    """Another worker trains the inpainting run: the transfer trial would wait on it, so this worker defers it
+    and runs the colorization from scratch (in grid order it would have blocked until the other one finished)."""
+    study_file, (inpaint, transfer, scratch) = _chain_study(tmp_path)
+    results = tmp_path / "R"
+    study_dir = results / "chain"
+    with _another_worker_trains(study_dir, inpaint):
+        assert wait_bench(fork_bench(run_args(study_file, results, "--trials", "1")), timeout=120) == 0
+    assert _state(study_dir, scratch) == "complete"
+    assert _state(study_dir, transfer) is None and _state(study_dir, inpaint) is None
+    assert not (study_dir / "runs" / inpaint.run.key / "done.json").exists()
+
+
+def test_a_worker_waits_on_another_workers_run_when_no_other_trial_is_ready(tmp_path):
+    """Every remaining trial waits on the inpainting run another worker trains: the worker takes the transfer and
+    waits for that run's lock (as before); the other worker stops without finishing it, so this one trains it."""
+    sweep = {"zip": {"stage": ["inpaint", "color"], "transfer_source": ["scratch", "inpaint"]}}
+    study_file, (inpaint, transfer) = _chain_study(tmp_path, sweep)
+    results = tmp_path / "R"
+    study_dir = results / "chain"
+    with _another_worker_trains(study_dir, inpaint):
+        pid = fork_bench(run_args(study_file, results))
+        time.sleep(3)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the worker ended instead of waiting for the run"
+        assert _state(study_dir, transfer) is None
+    assert wait_bench(pid, timeout=120) == 0
+    assert _state(study_dir, transfer) == "complete"
+    assert (study_dir / "runs" / inpaint.run.key / "done.json").exists()
+    assert _state(study_dir, inpaint) is None  # claimed by the other worker during the pass: skipped
+
+
+def test_run_held_probes_a_run_claim_without_waiting(tmp_path):
+    runs_dir = tmp_path / "s" / "runs"
+    probe = FileClaims()
+    assert not probe.run_held(runs_dir, "inpaint-1")
+    with FileClaims().run(runs_dir, "inpaint-1"):
+        assert probe.run_held(runs_dir, "inpaint-1") and not probe.run_held(runs_dir, "inpaint-2")
+    assert not probe.run_held(runs_dir, "inpaint-1")
+    reason = missing_reason()  # the same claim held in PostgreSQL (workers on several machines)
+    if reason is not None:
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{reason} (and {REQUIRE_ENV} is set: CI must run this test)")
+        pytest.skip(reason)
+    with postgres_server() as url, ServerClaims(url) as mine, ServerClaims(url) as theirs:
+        assert not mine.run_held(runs_dir, "inpaint-1")
+        with theirs.run(runs_dir, "inpaint-1"):
+            assert mine.run_held(runs_dir, "inpaint-1") and not mine.run_held(runs_dir, "inpaint-2")
+        assert not mine.run_held(runs_dir, "inpaint-1")
+        assert not theirs.run_held(runs_dir, "inpaint-1")  # the probe let go of the lock it took
+        with mine.run(tmp_path / "t" / "runs", "inpaint-1"):  # another study's run of the same key
+            assert not theirs.run_held(runs_dir, "inpaint-1")

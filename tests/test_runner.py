@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.runner import critical_path_order
+from bench.study import load_study
+
+REPO = Path(__file__).resolve().parents[1]
 
 STUDY = """
     description: tiny study for the runner tests
@@ -124,3 +129,26 @@ def test_a_results_folder_of_another_configuration_is_refused(study_file, tmp_pa
     assert len(lines) == 2 and all("ran another configuration of this study" in line for line in lines)
     assert {p: p.read_bytes() for p in (results / "tiny").rglob("*") if p.is_file()} == before
     assert _run(study_file, results) == 0  # the same configuration resumes as before
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu"])
+def test_the_paper_study_runs_its_critical_path_first(scale):
+    # The transfer chain face_inpaint (N = 4, E = 160) -> face_color -> land_color decides the study's wall time
+    # with several workers: its first two runs go first, the rest keep grid order.
+    study = load_study(REPO / "ablations" / "paper.yaml", scale)
+    (base,) = [t for t in study.trials if t.run.stage == "face_inpaint" and t.point["train.subsets"] == 4
+               and t.point["train.epochs_per_subset"] == 160]
+    (transfer,) = [t for t in study.trials if t.run.stage == "face_color" and t.run.transfer_source == "face_inpaint"]
+    (land,) = [t for t in study.trials if t.run.stage == "land_color" and t.run.transfer_source == "face_color"]
+    assert [r.key for r in land.run.chain()] == [base.run.key, transfer.run.key, land.run.key], \
+        "the landscape transfer no longer starts from the face_color transfer trial's run (another run key)"
+    order = [t.key for t in critical_path_order(study.trials)]
+    rest = [t.key for t in study.trials if t.key not in (base.key, transfer.key)]
+    assert order == [base.key, transfer.key, *rest]
+
+
+@pytest.mark.parametrize("name", ["dropout", "timesteps"])
+def test_a_study_without_transfers_keeps_grid_order(name):
+    study = load_study(REPO / "ablations" / f"{name}.yaml", "smoke")
+    assert len(study.trials) > 1
+    assert [t.key for t in critical_path_order(study.trials)] == [t.key for t in study.trials]
