@@ -71,9 +71,14 @@ def estimate(study: Study, sizes: dict, device) -> list[dict]:
             n_train = sizes[size_key][0]
             images = n_train * cfg.train.epochs_per_subset if cfg.train.epochs is None else \
                 n_train / cfg.train.subsets * cfg.train.epochs
-            evals = 1 + (cfg.train.total_epochs // cfg.eval.every_epochs if cfg.eval.every_epochs else 0)
+            total_epochs = cfg.train.total_epochs
+            evals = sum(cfg.eval.due(e, total_epochs) and not cfg.eval.loss_only(e, total_epochs)
+                        for e in range(1, total_epochs + 1))
+            # the held-out loss: loss_levels forward passes per image at each call (model/heldout.py)
+            loss_calls = sum(cfg.eval.due(e, total_epochs) for e in range(1, total_epochs + 1)) \
+                if cfg.eval.loss_levels else 0
             steps = cfg.eval.steps if cfg.eval.sampler == "ddim" else cfg.diffusion.timesteps
-            cost = images * train_s + evals * cfg.eval.n_samples * steps * infer_s
+            cost = images * train_s + (evals * steps + loss_calls * cfg.eval.loss_levels) * cfg.eval.n_samples * infer_s
             if run.key not in seen_runs:
                 seen_runs.add(run.key)
                 total += cost

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.errors import ConfigError
 
 # quality metrics (trials.csv's final values), costs (hours: CPU hours where recorded, else wall hours) and
 # the cost to reach a target (bench/report/cost.py: the stage baseline's final quality, the best trivial one)
-QUALITY_MEASURES = ("fid", "kid", "l1", "psnr", "ssim", "l1_hole", "psnr_hole", "ssim_hole")
+QUALITY_MEASURES = ("fid", "kid", "l1", "psnr", "ssim", "l1_hole", "psnr_hole", "ssim_hole", "val_loss")
 COST_MEASURES = ("hours", "wall_hours", "images_seen", "steps", "time_per_epoch", "ddpm_seconds_per_image")
 REACH_MEASURES = tuple(f"to_{target}_{what}" for target in ("baseline", "trivial")
                        for what in ("images", "steps", "hours"))
@@ -38,6 +38,15 @@ class Claim(BaseModel):
     against: dict = Field(default_factory=dict)
     measure: Literal[MEASURES]  # type: ignore[valid-type]
     stage: str | None = None
+    # the metric a `to_baseline_*` target is read on (default: the study's quality_metric); e.g. `val_loss`, the
+    # held-out loss (model/heldout.py) that a run can record every few epochs where KID is only affordable at the end
+    signal: Literal[QUALITY_MEASURES] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _signal_for_reach(self):
+        if self.signal is not None and not self.measure.startswith("to_baseline_"):
+            raise ValueError(f"signal: {self.signal!r} applies to a to_baseline_* measure, not {self.measure!r}")
+        return self
 
 
 def matches(point: dict, selector: dict) -> bool:

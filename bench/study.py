@@ -78,7 +78,8 @@ class StudyFile(BaseModel):
 
 # eval keys that change neither the trained weights (evaluation restores the training RNG) nor the final
 # evaluation's numbers: two studies that differ only here trained and scored the same run
-NOT_TRAINING = (("eval", "every_epochs"), ("eval", "save_images"), ("eval", "ddpm_timing_samples"))
+NOT_TRAINING = (("eval", "every_epochs"), ("eval", "save_images"), ("eval", "ddpm_timing_samples"),
+                ("eval", "loss_levels"), ("eval", "loss_every_epochs"))
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ def _label(point: dict) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
 
 
-EPOCH_KEYS = ("train.epochs_per_subset", "train.epochs", "eval.every_epochs")
+EPOCH_KEYS = ("train.epochs_per_subset", "train.epochs", "eval.every_epochs", "eval.loss_every_epochs")
 
 
 def _scale_epochs(cfg: RunConfig, factor: float, keep: frozenset[str] = frozenset()) -> RunConfig:
@@ -338,7 +339,8 @@ def _scale_epochs(cfg: RunConfig, factor: float, keep: frozenset[str] = frozense
 
     train = t.model_copy(update={"epochs_per_subset": scaled("train.epochs_per_subset", t.epochs_per_subset),
                                  "epochs": scaled("train.epochs", t.epochs)})
-    evaluation = e.model_copy(update={"every_epochs": scaled("eval.every_epochs", e.every_epochs)})
+    evaluation = e.model_copy(update={"every_epochs": scaled("eval.every_epochs", e.every_epochs),
+                                      "loss_every_epochs": scaled("eval.loss_every_epochs", e.loss_every_epochs)})
     return cfg.model_copy(update={"train": train, "eval": evaluation})
 
 

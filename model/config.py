@@ -191,6 +191,30 @@ class EvalConfig(_Strict):
     # At the final evaluation, also time a full T-step DDPM chain on this many samples (0: skip); the
     # timesteps ablation needs the sampling cost of T even when quality is measured with DDIM.
     ddpm_timing_samples: int = Field(0, ge=0)
+    # The held-out loss (model/heldout.py: L_simple at this many fixed noise levels on the evaluation's n_samples
+    # images): recorded as `val_loss` at every evaluation when > 0 (0: off). Cheap (no sampling, no Inception).
+    loss_levels: int = Field(0, ge=0)
+    # Also the held-out loss alone (no sampling) every this many epochs (0: only at the evaluations): a learning
+    # curve for a fraction of the sample-based evaluations' cost. Needs loss_levels > 0.
+    loss_every_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _loss_needs_levels(self):
+        if self.loss_every_epochs and not self.loss_levels:
+            raise ValueError(f"eval.loss_every_epochs={self.loss_every_epochs} needs eval.loss_levels > 0 "
+                             "(the held-out loss is off)")
+        return self
+
+    def due(self, epoch: int, total_epochs: int) -> bool:
+        """Whether the trainer calls the evaluator after `epoch` (1-based): the last epoch, each every_epochs,
+        each loss_every_epochs."""
+        return epoch == total_epochs or any(n > 0 and epoch % n == 0 for n in (self.every_epochs,
+                                                                               self.loss_every_epochs))
+
+    def loss_only(self, epoch: int, total_epochs: int) -> bool:
+        """Whether the evaluation after `epoch` is due to loss_every_epochs alone: the held-out loss, no sampling."""
+        return self.due(epoch, total_epochs) and not (
+            epoch == total_epochs or (self.every_epochs > 0 and epoch % self.every_epochs == 0))
 
 
 class RunConfig(_Strict):
@@ -228,6 +252,7 @@ LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {
     ("diffusion", "noise_levels"): "uniform", ("diffusion", "log_normal_mean"): -1.2,
     ("diffusion", "log_normal_std"): 1.2, ("diffusion", "laplace_mu"): 0.0, ("diffusion", "laplace_b"): 0.5,
     ("train", "phema_stds"): [], ("train", "phema_snapshot_every"): 2000,
+    ("eval", "loss_levels"): 0, ("eval", "loss_every_epochs"): 0,
 }
 # Keys that decide when state is written, never what is learned: never part of a run's identity, so a run can be
 # resumed, or found again by `bench run`, with another value.

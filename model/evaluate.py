@@ -22,6 +22,7 @@ from .data import load_split
 from .data.cache import cache_root
 from .device import autocast_context, resolve_device
 from .errors import CheckpointError
+from .heldout import HeldOutLoss
 from .metrics.bootstrap import standard_errors
 from .metrics.fid import fid_from_features
 from .metrics.image import image_metrics
@@ -65,6 +66,11 @@ class Evaluator:
         self.task = make_task(cfg.task)
         self.sampler = make_sampler(self.sampler_name, schedule_from_config(cfg.diffusion), self.steps, ec.eta,
                                     cfg.diffusion.prediction)
+        self.heldout = None
+        if ec.loss_levels:  # fixed inputs: the same images and conditions as the samples (model/heldout.py)
+            y0, cond, mask = self.inputs()
+            self.heldout = HeldOutLoss(y0, cond, mask, schedule_from_config(cfg.diffusion), ec.loss_levels,
+                                       cfg.diffusion.prediction, ec.batch_size)
         self.ref_key = {"source": cfg.data.source, "path": cfg.data.path, "split": split, "size": cfg.data.image_size,
                         "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
                         "synthetic_count": cfg.data.synthetic_count, "test_fraction": cfg.data.test_fraction}
@@ -113,14 +119,22 @@ class Evaluator:
         return torch.cat(outs), torch.cat(conds), torch.cat(masks), seconds / self.n, strip
 
     def __call__(self, net: torch.nn.Module, epoch: int) -> dict:
+        """Metrics of `net` after `epoch`: the held-out loss (`val_loss`, when eval.loss_levels > 0), and unless
+        the epoch is due to eval.loss_every_epochs alone (EvalConfig.loss_only), the samples' KID, FID, L1, PSNR,
+        SSIM; always eval_seconds and eval_cpu_seconds."""
         final = epoch >= self.cfg.train.total_epochs
         wall0, cpu0 = time.perf_counter(), time.process_time()  # process: all of torch's threads count
         was_training = net.training
         net.eval()
+        loss = {} if self.heldout is None else {"val_loss": self.heldout(net)}
+        if self.heldout is not None and self.cfg.eval.loss_only(epoch, self.cfg.train.total_epochs):
+            net.train(was_training)
+            return {**loss, "eval_seconds": time.perf_counter() - wall0,
+                    "eval_cpu_seconds": time.process_time() - cpu0}
         out, cond, mask, sec_per_image, strip = self.generate(net, return_intermediates=final)
         draws = [out] + [self.generate(net, draw=k)[0] for k in range(1, self.mmse_samples)]
         net.train(was_training)
-        metrics = self.score(out, mask)
+        metrics = {**loss, **self.score(out, mask)}
         if self.mmse_samples > 1:  # the Monte Carlo posterior mean (eval.mmse_samples says why)
             metrics.update(self.distortion(torch.stack(draws).mean(0), self.ground_truth(), mask, suffix="_mmse"))
             metrics["mmse_samples"] = self.mmse_samples

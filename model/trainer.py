@@ -321,8 +321,7 @@ def train(
                   "epoch_cpu_seconds": epoch_cpu, "train_cpu_seconds": progress["train_cpu_seconds"],
                   "images_per_second": len(order) / max(progress["epoch_seconds"], 1e-9), "metrics": {}}
         history.append(record)
-        eval_every = cfg.eval.every_epochs
-        due = epoch + 1 == total_epochs or (eval_every > 0 and (epoch + 1) % eval_every == 0)
+        due = cfg.eval.due(epoch + 1, total_epochs)
         progress.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_seconds=0.0,
                         pending_eval=epoch + 1 if due else None)
         # `due` covers the last epoch; the clock is read on every rank alike (any_rank), as all join checkpoint()

@@ -4,11 +4,12 @@
 
 Per side: the quickstart's wall time, the share of the workers' time (workers x wall) that trained (the sum of
 every run's epoch wall times, each run once), evaluated, and neither (start-up, the report, a worker idle at
-the end), and the number of evaluations. Per stage and config: images seen, the final quality metric (the
-study's: KID for the quickstart) of each side and their difference with the interval of the evaluation's
-sampling uncertainty (± 1.96 sqrt(se_old² + se_new²), the bootstrap standard errors each evaluation
-recorded; one seed per side, so seed-to-seed spread is not in it), and whether the trial beat its trivial
-baseline. Verdict words follow bench/report/stats.py: "worse" or "better" only where the interval excludes 0.
+the end), and the number of evaluations: sampled (KID and the rest) and held-out loss only. Per stage and
+config: images seen, the final quality metric (the study's: KID for the quickstart) of each side and their
+difference with the interval of the evaluation's sampling uncertainty (± 1.96 sqrt(se_old² + se_new²), the
+bootstrap standard errors each evaluation recorded; one seed per side, so seed-to-seed spread is not in it),
+and whether the trial beat its trivial baseline. Verdict words follow bench/report/stats.py: "worse" or
+"better" only where the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def side(folder: Path) -> dict:
     own = rec[rec["target_stage"].astype(str).str.lower() == "true"]  # each run once (not as an upstream)
     train = float(own.loc[own["metric"] == "epoch_seconds", "value"].sum())
     evals = own.loc[own["metric"] == "eval_seconds", "value"]
+    quality = meta.get("quality_metric", "kid")
+    sampled = int((own["metric"] == quality).sum())  # the rest scored the held-out loss alone (model/heldout.py)
     worker_seconds = timing["workers"] * timing["wall_seconds"]
-    return {"timing": timing, "trials": trials, "quality": meta.get("quality_metric", "kid"), "train_s": train,
-            "eval_s": float(evals.sum()), "n_evals": int(len(evals)), "worker_s": worker_seconds}
+    return {"timing": timing, "trials": trials, "quality": quality, "train_s": train,
+            "eval_s": float(evals.sum()), "n_evals": sampled, "n_loss_only": int(len(evals)) - sampled,
+            "worker_s": worker_seconds}
 
 
 def _short(commit: str) -> str:
@@ -66,7 +70,8 @@ def summary(out: Path) -> str:
                      "evaluating": pct(s["eval_s"] / s["worker_s"]),
                      "evaluating (worker-min)": f"{s['eval_s'] / 60:.1f}",
                      "other (start-up, report, idle)": pct(1 - (s["train_s"] + s["eval_s"]) / s["worker_s"]),
-                     "evaluations": s["n_evals"], "load at start": f"{t['load_average_start']:.2f}"})
+                     "evaluations (sampled)": s["n_evals"], "held-out loss only": s["n_loss_only"],
+                     "load at start": f"{t['load_average_start']:.2f}"})
     ratio = new["timing"]["wall_seconds"] / old["timing"]["wall_seconds"]
     q = new["quality"]
     qn, k = quality_name(q), SCALE.get(q, 1.0)

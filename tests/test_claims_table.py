@@ -5,6 +5,7 @@ folders, where a run two studies share counts once."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -121,3 +122,37 @@ def test_a_folder_without_recorded_runs_never_shares_one_with_a_recorded_folder(
     raw, _ = published_claims(files, published)
     rows = raw[raw["id"] == "dropout-l1"]
     assert sorted(rows["studies"]) == ["claims_a", "claims_b"] and set(rows["n"]) == {2}
+
+
+def test_a_claim_reads_its_target_on_the_held_out_loss_where_it_says_so(tmp_path):
+    """`signal: val_loss`: images to reach the baseline's final held-out loss, read on the loss curve
+    (eval.loss_every_epochs) while the sample-based metrics run only at the end."""
+    from bench.report.cost import first_reach
+
+    claim = {"id": "dropout-images", "statement": "dropout reaches the held-out loss", "paper": "-",
+             "compare": {"model.dropout": 0.1}, "measure": "to_baseline_images", "signal": "val_loss"}
+    base = {**TINY_BASE, "eval": {**TINY_BASE["eval"], "metrics": ["l1"], "every_epochs": 0, "loss_levels": 2,
+                                  "loss_every_epochs": 1}}
+    path = _study(tmp_path / "s.yaml", "signal", claims=[claim], base=base)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PALETTE_BENCH_CACHE", str(tmp_path / "cache"))
+        assert main(["run", str(path), "--scale", "smoke", "--results", str(tmp_path / "r")]) == 0
+    folder = tmp_path / "r" / "signal"
+    records = pd.read_csv(folder / "records.csv")
+    own = records[records["target_stage"].astype(str).str.lower() == "true"]
+    loss = own[own["metric"] == "val_loss"]
+    assert loss.groupby("trial")["epoch"].nunique().min() > 1  # a curve of the loss ...
+    assert own[own["metric"] == "l1"].groupby("trial").size().max() == 1  # ... and one sampled evaluation
+    trials = pd.read_csv(folder / "trials.csv")
+    expected = []
+    for seed in (0, 1):
+        x, b = (trials[(trials["seed"] == seed) & (trials["label"] == f"dropout={d}")].iloc[0] for d in (0.1, 0.0))
+        curve = loss[loss["trial"] == x["trial"]]
+        expected.append(first_reach(curve, b["val_loss"], "val_loss")["images"])
+    row = pd.read_csv(folder / "report" / "report_claims.csv").set_index("id").loc["dropout-images"]
+    assert row["signal"] == "val_loss"
+    reached = [e for e in expected if e == e]
+    assert row["mean_x"] == pytest.approx(sum(reached) / len(reached)) if reached else math.isnan(row["mean_x"])
+    assert "held-out loss" in (folder / "report.md").read_text().split("## Paper claims", 1)[1]
+    bad = _study(tmp_path / "bad.yaml", "bad", claims=[{**CLAIMS[0], "signal": "val_loss"}])  # measure l1
+    assert main(["run", str(bad), "--scale", "smoke", "--results", str(tmp_path / "r2"), "--dry-run"]) == 2

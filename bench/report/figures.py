@@ -162,9 +162,10 @@ def _stages(data: StudyData) -> list[str]:
 
 
 def quality_vs_training(data: StudyData, out_dir: Path) -> Path | None:
-    """Per stage: the quality metric, FID and the training loss against training progress (progress_axis:
-    images seen, or epochs where every config's epoch is the same data), mean ± sd over seeds."""
-    wanted = list(dict.fromkeys([data.quality, "fid", "loss"]))
+    """Per stage: the quality metric, FID, the held-out loss (where recorded, model/heldout.py) and the training
+    loss against training progress (progress_axis: images seen, or epochs where every config's epoch is the same
+    data), mean ± sd over seeds."""
+    wanted = list(dict.fromkeys([data.quality, "fid", "val_loss", "loss"]))
     rec = _curves(data, wanted)
 
     def columns(stage, here):

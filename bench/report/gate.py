@@ -20,7 +20,7 @@ import pandas as pd
 from model.checkpoint import atomic_write_bytes, remove_stale_temporaries
 
 TRIVIAL_FILE = "trivial.json"
-LOWER_IS_BETTER = {"fid", "kid", "l1", "l1_hole", "l1_mmse", "l1_hole_mmse"}
+LOWER_IS_BETTER = {"fid", "kid", "l1", "l1_hole", "l1_mmse", "l1_hole_mmse", "val_loss"}
 TRIVIAL_NAMES = {"gray_copy": "gray copy", "mean_fill": "mean fill", "edge_replication": "edge replication",
                  "biharmonic": "biharmonic inpainting"}
 GATE_COLUMNS = ["trivial_best", "ratio_to_trivial", "learned"]  # plus f"trivial_{quality}"

@@ -25,7 +25,8 @@ from .gate import LOWER_IS_BETTER, learned_flags, trivial_name  # noqa: F401 (LO
 QUALITY = [("fid", "FID"), ("kid", "KID×10³"), ("l1", "L1"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
            ("l1_hole", "L1 (hole)"), ("psnr_hole", "PSNR hole (dB)"), ("ssim_hole", "SSIM (hole)"),
            # of the mean of eval.mmse_samples draws (the posterior-mean estimate), when a study asks for it
-           ("l1_mmse", "L1 of mean"), ("psnr_mmse", "PSNR of mean (dB)"), ("ssim_mmse", "SSIM of mean")]
+           ("l1_mmse", "L1 of mean"), ("psnr_mmse", "PSNR of mean (dB)"), ("ssim_mmse", "SSIM of mean"),
+           ("val_loss", "held-out loss")]  # model/heldout.py, when eval.loss_levels > 0
 SCALE = {"kid": 1e3, "kid_std": 1e3}
 
 

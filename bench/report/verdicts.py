@@ -27,7 +27,9 @@ from .gate import learned_flags
 QUALITY_SCALE = {"kid": 1e3}
 
 
-def measure_name(measure: str, clock: str = "") -> str:
+def measure_name(measure: str, clock: str = "", signal: str | None = None) -> str:
+    """A claim measure as the claims table names it; `signal`: the metric a to_baseline_* target is read on
+    (a claim's `signal`; None: the study's quality metric, named "quality")."""
     from .tables import quality_name
 
     names = {"hours": f"training {clock or 'CPU'} hours", "wall_hours": "training wall hours",
@@ -40,7 +42,7 @@ def measure_name(measure: str, clock: str = "") -> str:
         _, target, what = measure.split("_", 2)
         what = {"hours": f"{clock or 'CPU'} hours"}.get(what, what.replace("images", "images seen"))
         goal = "its seed's baseline's final" if target == "baseline" else "the best trivial baseline's"
-        return f"{what} to reach {goal} quality"
+        return f"{what} to reach {goal} {quality_name(signal) if isinstance(signal, str) else 'quality'}"
     return quality_name(measure)
 
 
@@ -252,13 +254,15 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for (cid, _), items in groups.items():
         claim = items[0][1]
         pairs = [claim_pairs(done, c, base) for _, c, done, base, _, _ in items]
+        signal = claim.get("signal")  # the metric the target is read on; None: each study's quality metric
         if claim["measure"].startswith("to_baseline_"):
-            pairs = [cost.reach_own_baseline(x, b, rec, q) for (x, b), (*_, rec, q) in zip(pairs, items, strict=True)]
+            pairs = [cost.reach_own_baseline(x, b, rec, signal or q)
+                     for (x, b), (*_, rec, q) in zip(pairs, items, strict=True)]
         xs, bs = zip(*pairs, strict=True)
         x = pd.concat(xs).drop_duplicates("pair")
         b = pd.concat(bs).drop_duplicates("pair")
         recs = pd.concat([rec for *_, rec, _ in items if rec is not None and not rec.empty] or [pd.DataFrame()])
-        p, clock, why = compare(x, b, claim["measure"], recs, items[0][5])
+        p, clock, why = compare(x, b, claim["measure"], recs, signal or items[0][5])
         scale = QUALITY_SCALE.get(claim["measure"], 1.0)
         ours = _ours(p, scale)
         if claim["measure"].startswith("to_"):  # a seed that never reached the target pairs with nothing
@@ -267,7 +271,7 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
             ours += f" (seeds that reached it: {got[0]}/{len(x)} vs {got[1]}/{len(b)})"
         shared = sum(len(d) for d in xs) - len(x)
         rows.append({"id": cid, "statement": claim["statement"], "paper": claim.get("paper", ""),
-                     "measure": claim["measure"], "clock": clock,
+                     "measure": claim["measure"], "signal": signal, "clock": clock,
                      "studies": ", ".join(dict.fromkeys(s for s, *_ in items)),
                      "shared_runs_counted_once": shared, **p.__dict__, "half_width": p.half_width,
                      "seeds_needed": p.seeds_needed(), "verdict": "" if why else p.verdict, "why": why,
@@ -278,7 +282,8 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
     view = pd.DataFrame({
         "Claim": [f"**{i}**: {s}" for i, s in zip(raw["id"], raw["statement"], strict=True)],
         "Paper": raw["paper"],
-        "Measure": [measure_name(m, c) for m, c in zip(raw["measure"], raw["clock"], strict=True)],
+        "Measure": [measure_name(m, c, g) for m, c, g in zip(raw["measure"], raw["clock"], raw["signal"],
+                                                             strict=True)],
         "Ours (compared vs reference; difference [95% interval], ratio [interval])": raw["ours"],
         "Seeds": [f"{n}" + (f" ({k} shared runs counted once)" if k else "")
                   for n, k in zip(raw["n"], raw["shared_runs_counted_once"], strict=True)],
@@ -306,8 +311,11 @@ def brief_view(raw: pd.DataFrame) -> pd.DataFrame:
             v = f"unresolved, {r['n']} seeds{more}"
         verdicts.append(v)
     ours = []
-    for m, x, lo, hi in zip(rows["measure"], rows["ratio"], rows["ratio_lo"], rows["ratio_hi"], strict=True):
-        name = short.get(m) or ("images to target" if m.startswith("to_") else quality_name(m).split("×")[0])
+    signals = rows["signal"] if "signal" in rows else pd.Series(None, index=rows.index)
+    for m, g, x, lo, hi in zip(rows["measure"], signals, rows["ratio"], rows["ratio_lo"], rows["ratio_hi"],
+                               strict=True):
+        on = f" ({quality_name(g)})" if isinstance(g, str) else ""
+        name = short.get(m) or (f"images to target{on}" if m.startswith("to_") else quality_name(m).split("×")[0])
         ours.append(f"{name} {fmt(x, 3)}× [{fmt(lo, 3)}, {fmt(hi, 3)}]" if pd.notna(lo) else f"{name} {fmt(x, 3)}×")
     return pd.DataFrame({"Claim": rows["statement"].to_list(), "Paper": rows["paper"].to_list(),
                          "Ours ÷ reference [95%]": ours, "Verdict": verdicts})
@@ -318,7 +326,8 @@ CLAIMS_NOTE = ("Generated from the `claims:` of the study files (bench/paper_cla
                "when the 95% interval of the difference excludes 0 (for times and images: of the ratio, which "
                "excludes 1; one seed: no verdict), and the gate and contention rules of the Verdicts section "
                "apply. Images (or hours) to a target are read at evaluations, so they resolve no finer than the "
-               "run's evaluation grid (`eval.every_epochs`: in `paper`, a quarter of a run).")
+               "run's evaluation grid (`eval.every_epochs`; for a target read on the held-out loss, "
+               "`eval.loss_every_epochs`).")
 
 
 def claims_section(data, out: Path, csv: bool) -> str:
