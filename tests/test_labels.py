@@ -46,7 +46,7 @@ def test_a_study_whose_points_differ_in_one_axis_gets_one_axis_labels(tmp_path):
 
 def test_paper_study_labels_name_what_varies_within_each_stage():
     study = load_study("ablations/paper.yaml", "smoke")
-    assert study.follows == ["eval.every_epochs"]  # set by N and E: not an ablation axis
+    assert study.follows == ["eval.loss_every_epochs"]  # set by the transfer source: not an ablation axis
     frame = _trials_frame(study)
     names = dict(zip(frame["label"], labels.short_labels(frame, _meta(study)), strict=True))
     assert list(dict.fromkeys(names.values())) == ["N=1, E=160", "N=4, E=40", "N=4, E=160", "scratch",
@@ -54,7 +54,7 @@ def test_paper_study_labels_name_what_varies_within_each_stage():
     meta = _meta(study)
     assert labels.ablation_axes(meta) == ["transfer_source", "train.subsets", "train.epochs_per_subset"]
     # a folder written before `follows`: its eval.* axes follow
-    assert labels.follows({"axes": study.axes}) == ["eval.every_epochs"]
+    assert labels.follows({"axes": study.axes}) == ["eval.loss_every_epochs"]
     # optuna-dashboard: no parameter for the following axis, and a named objective
     stage = search_space.trials_by_stage(study)["face_inpaint"]
     assert list(search_space.search_space(stage, study.follows)) == ["stage", "transfer_source", "train.subsets",
