@@ -86,8 +86,10 @@ HEADLINE = [
 
 
 def headline() -> str:
-    """Headline bullets: each comparison's final KID×10³ as the ratio of the paired seeds (geometric mean, 95% t
-    interval; bench/report/stats.py), the verdict word that interval gives, and the seed count."""
+    """Headline bullets: each comparison's final KID×10³ as the paired seeds' mean difference with its 95% t
+    interval (bench/report/stats.py), the verdict word that same interval gives (a quality verdict comes from
+    the difference's interval: printing the ratio's beside it could disagree on skewed small-n data), and the
+    seed count."""
     from bench.report import stats
 
     paper = _trials("paper")
@@ -101,8 +103,9 @@ def headline() -> str:
         p = stats.paired(a.set_index("seed")["kid"], b.set_index("seed")["kid"], "kid")
         word = p.verdict if p.n > 1 else "one seed, no verdict"
         word = "unresolved" if word.startswith("no difference") else word
-        lines.append(f"- {label}: KID {stats.fmt_ratio(p)}, {word} ({p.n} seed{'s' if p.n != 1 else ''}; "
-                     f"`{study}`).")
+        k = 1e3  # KID×10³
+        diff = f"{k * p.diff:+.2g}" + (f" [{k * p.lo:+.2g}, {k * p.hi:+.2g}]" if p.n > 1 else "")
+        lines.append(f"- {label}: KID×10³ {diff}, {word} ({p.n} seed{'s' if p.n != 1 else ''}; `{study}`).")
     return "\n".join(lines) + "\n"
 
 

@@ -169,3 +169,15 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == "bash scripts/test.sh"
     assert re.search(r"^bash scripts/test\.sh\b", README.read_text(), re.M)
+
+
+def test_each_headline_verdict_is_the_one_its_printed_interval_gives():
+    """results/reference/headline.md (scripts/sync_readme.py headline()): a comparison says worse or better only
+    where the interval it prints excludes 0, in the direction of that interval (KID: lower is better)."""
+    lines = [ln for ln in (REPO / "results/reference/headline.md").read_text().splitlines() if " vs " in ln]
+    assert lines
+    for line in lines:
+        m = re.search(r"KID×10³ [+-][\d.e+-]+ \[([+-][\d.e+-]+), ([+-][\d.e+-]+)\], (worse|better|unresolved)", line)
+        assert m, line
+        lo, hi, word = float(m.group(1)), float(m.group(2)), m.group(3)
+        assert word == ("worse" if lo > 0 else "better" if hi < 0 else "unresolved"), line
