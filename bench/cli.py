@@ -88,7 +88,8 @@ def cmd_run(args) -> int:
     with StudyProgress(len(study.trials), f"{study.name} ({study.scale})") as progress:
         summary = runner.run_study(study, args.results, storage, device=args.device, max_trials=args.trials,
                                    budget=budget, retry_failed=args.retry_failed, progress=progress,
-                                   wait=getattr(args, "poll", None))  # bench worker: until none is left
+                                   wait=getattr(args, "poll", None),  # bench worker: until none is left
+                                   train=not getattr(args, "no_train", False))
     rows = runner.study_status(study, args.results, storage)
     print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
                 rows, ["stage", "config", "seed", "state"])
@@ -340,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--session-budget", help="stop cleanly after this many minutes ('90m') or epochs ('3ep')")
         sp.add_argument("--retry-failed", action="store_true", help="run failed trials again")
         sp.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+        if name == "run":
+            sp.add_argument("--no-train", action="store_true",
+                            help="train nothing: settle the finished trials, write study.json, the records and the "
+                                 "report (e.g. after copying in run folders trained elsewhere)")
         if name == "worker":
             sp.add_argument("--poll", type=float, default=10.0, metavar="SECONDS",
                             help="look again every SECONDS while other workers hold unfinished trials (default: 10)")

@@ -359,10 +359,12 @@ def _recorded_runs(study_dir: Path) -> dict:
 
 def run_study(study: Study, results_root: Path, storage: str, device: str = "auto", max_trials: int | None = None,
               budget: Budget | None = None, retry_failed: bool = False, progress=None,
-              wait: float | None = None) -> RunSummary:
+              wait: float | None = None, train: bool = True) -> RunSummary:
     """Run every trial of `study` this worker can claim. `wait` (seconds; `bench worker`): instead of ending
     after one pass while other workers hold trials, pass again every `wait` seconds until every trial is
-    finished, so a trial whose worker died (its claim released) is taken and resumed here."""
+    finished, so a trial whose worker died (its claim released) is taken and resumed here.
+    `train=False` (`bench run --no-train`): train nothing, only settle the finished trials and write study.json
+    and the records (publishing a folder whose trials ran elsewhere)."""
     study_dir = Path(results_root) / study.name
     (study_dir / "trials").mkdir(parents=True, exist_ok=True)
     storage = make_storage(storage) if isinstance(storage, str) else storage
@@ -392,7 +394,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
         counted = None if wait is None else set()  # trials the progress bar has counted (bench worker passes again)
         while True:
             others = _one_pass(study, study_dir, ostudies, claims, summary, device, max_trials, budget, started,
-                               retry_failed, progress, counted)
+                               retry_failed, progress, counted, train)
             retry_failed = False  # a trial that fails again stays failed
             if wait is None or not others or summary.paused or (max_trials is not None and summary.ran >= max_trials):
                 break
@@ -438,7 +440,7 @@ def _waits_on_another_worker(trial: Trial, runs_dir: Path, claims) -> bool:
 
 def _one_pass(study: Study, study_dir: Path, ostudies: dict, claims, summary: RunSummary, device: str,
               max_trials: int | None, budget: Budget, started: float, retry_failed: bool, progress,
-              counted: set | None) -> bool:
+              counted: set | None, train: bool = True) -> bool:
     """One pass over the grid, running each trial this worker can claim; True if other workers held some.
     `counted`: None (one pass only), else the keys already counted by the progress bar, added to here.
 
@@ -463,7 +465,7 @@ def _one_pass(study: Study, study_dir: Path, ostudies: dict, claims, summary: Ru
             if finished:
                 _settle(ostudies[trial.run.stage], study, trial, study_dir)
             others |= not claimed
-            if not claimed or finished:
+            if not claimed or finished or not train:
                 summary.skipped += 1
                 if progress and (counted is None or (finished and trial.key not in counted)):
                     progress.trial_skipped(trial)

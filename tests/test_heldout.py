@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
+from _tiny import eight_masked_images, tiny_cfg
 
 from model.config import EvalConfig, RunConfig
 from model.heldout import HeldOutLoss, fixed_levels
 from model.objective import palette_loss
 from model.schedule import NoiseSchedule, make_betas
 from model.unet import UNet, unzero
-from tests._tiny import eight_masked_images, tiny_cfg
 
 SCHEDULE = NoiseSchedule(make_betas("linear", 100, 1e-4, 0.05))
 

@@ -152,3 +152,20 @@ def test_a_study_without_transfers_keeps_grid_order(name):
     study = load_study(REPO / "ablations" / f"{name}.yaml", "smoke")
     assert len(study.trials) > 1
     assert [t.key for t in critical_path_order(study.trials)] == [t.key for t in study.trials]
+
+
+def test_no_train_publishes_what_is_finished_and_trains_nothing(study_file, tmp_path):
+    # `bench run --no-train`: the records and study.json of the finished trials (here: one of two), nothing
+    # trained, nothing claimed for later; another seed's call adds its seed to study.json without training it.
+    results = tmp_path / "results"
+    assert _run(study_file, results, "--trials", "1") == 0
+    runs = {p.name for p in (results / "tiny" / "runs").iterdir() if p.is_dir()}
+    (results / "tiny" / "study.json").unlink()
+    (results / "tiny" / "records.csv").unlink()
+    assert main(["run", str(study_file), "--scale", "smoke", "--results", str(results), "--no-train",
+                 "--seeds", "0,1"]) == 0
+    assert {p.name for p in (results / "tiny" / "runs").iterdir() if p.is_dir()} == runs  # nothing trained
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert list(trials["state"]) == ["complete"]  # the unfinished trials have no row until they run
+    assert (results / "tiny" / "records.csv").exists() and (results / "tiny" / "report.md").exists()
+    assert '"seeds_override": [\n    0,\n    1\n  ]' in (results / "tiny" / "study.json").read_text()

@@ -269,6 +269,8 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
             col = _column(pd.concat([x, b]), claim["measure"])[0]
             got = [int(pd.to_numeric(d.get(col), errors="coerce").notna().sum()) if col in d else 0 for d in (x, b)]
             ours += f" (seeds that reached it: {got[0]}/{len(x)} vs {got[1]}/{len(b)})"
+            if got[0] == 0 and got[1] > 0 and len(x) > 1 and not why:  # a result, not missing data
+                why = f"not reached (0/{len(x)} seeds within the run; reference {got[1]}/{len(b)})"
         shared = sum(len(d) for d in xs) - len(x)
         rows.append({"id": cid, "statement": claim["statement"], "paper": claim.get("paper", ""),
                      "measure": claim["measure"], "signal": signal, "clock": clock,
@@ -316,7 +318,8 @@ def brief_view(raw: pd.DataFrame) -> pd.DataFrame:
                                strict=True):
         on = f" ({quality_name(g)})" if isinstance(g, str) else ""
         name = short.get(m) or (f"images to target{on}" if m.startswith("to_") else quality_name(m).split("×")[0])
-        ours.append(f"{name} {fmt(x, 3)}× [{fmt(lo, 3)}, {fmt(hi, 3)}]" if pd.notna(lo) else f"{name} {fmt(x, 3)}×")
+        ours.append(f"{name} {fmt(x, 3)}× [{fmt(lo, 3)}, {fmt(hi, 3)}]" if pd.notna(lo) else
+                    f"{name} {fmt(x, 3)}×" if pd.notna(x) else f"{name}: –")
     return pd.DataFrame({"Claim": rows["statement"].to_list(), "Paper": rows["paper"].to_list(),
                          "Ours ÷ reference [95%]": ours, "Verdict": verdicts})
 
