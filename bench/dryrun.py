@@ -72,8 +72,7 @@ def estimate(study: Study, sizes: dict, device) -> list[dict]:
             images = n_train * cfg.train.epochs_per_subset if cfg.train.epochs is None else \
                 n_train / cfg.train.subsets * cfg.train.epochs
             total_epochs = cfg.train.total_epochs
-            evals = sum(cfg.eval.due(e, total_epochs) and not cfg.eval.loss_only(e, total_epochs)
-                        for e in range(1, total_epochs + 1))
+            evals = sum(cfg.eval.sampled(e, total_epochs) for e in range(1, total_epochs + 1))
             # the held-out loss: loss_levels forward passes per image at each call (model/heldout.py)
             loss_calls = sum(cfg.eval.due(e, total_epochs) for e in range(1, total_epochs + 1)) \
                 if cfg.eval.loss_levels else 0

@@ -205,16 +205,18 @@ class EvalConfig(_Strict):
                              "(the held-out loss is off)")
         return self
 
+    def sampled(self, epoch: int, total_epochs: int) -> bool:
+        """Whether the evaluation after `epoch` (1-based) samples and scores (KID, PSNR, ...): the last epoch and
+        each every_epochs."""
+        return epoch == total_epochs or (self.every_epochs > 0 and epoch % self.every_epochs == 0)
+
     def due(self, epoch: int, total_epochs: int) -> bool:
-        """Whether the trainer calls the evaluator after `epoch` (1-based): the last epoch, each every_epochs,
-        each loss_every_epochs."""
-        return epoch == total_epochs or any(n > 0 and epoch % n == 0 for n in (self.every_epochs,
-                                                                               self.loss_every_epochs))
+        """Whether the trainer calls the evaluator after `epoch`: a sampled evaluation, or each loss_every_epochs."""
+        return self.sampled(epoch, total_epochs) or (self.loss_every_epochs > 0 and epoch % self.loss_every_epochs == 0)
 
     def loss_only(self, epoch: int, total_epochs: int) -> bool:
         """Whether the evaluation after `epoch` is due to loss_every_epochs alone: the held-out loss, no sampling."""
-        return self.due(epoch, total_epochs) and not (
-            epoch == total_epochs or (self.every_epochs > 0 and epoch % self.every_epochs == 0))
+        return self.due(epoch, total_epochs) and not self.sampled(epoch, total_epochs)
 
 
 class RunConfig(_Strict):

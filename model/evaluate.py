@@ -69,7 +69,7 @@ class Evaluator:
         self.heldout = None
         if ec.loss_levels:  # fixed inputs: the same images and conditions as the samples (model/heldout.py)
             y0, cond, mask = self.inputs()
-            self.heldout = HeldOutLoss(y0, cond, mask, schedule_from_config(cfg.diffusion), ec.loss_levels,
+            self.heldout = HeldOutLoss(y0, cond, mask, self.sampler.schedule, ec.loss_levels,
                                        cfg.diffusion.prediction, ec.batch_size)
         self.ref_key = {"source": cfg.data.source, "path": cfg.data.path, "split": split, "size": cfg.data.image_size,
                         "n": self.n, "max_images": cfg.data.max_images, "crops": cfg.data.crops_per_image,
