@@ -91,8 +91,12 @@ class DiffusionConfig(_Strict):
     # Strategy", eq. 8-10; model/weighting.py): each image's loss times min(SNR, k)/SNR for eps, min(SNR, k) for
     # x0, min(SNR, k)/(SNR + 1) for v, SNR = gamma / (1 - gamma), k = min_snr_gamma (the paper's 5). "none":
     # Palette's unweighted mean over the batch's unknown pixels; "min_snr" averages per image, then weights.
-    loss_weighting: Literal["none", "min_snr"] = "none"
+    # "p2": P2 weighting (Choi et al., CVPR 2022, "Perception Prioritized Training of Diffusion Models", eq. 8):
+    # the eps-error times 1 / (p2_k + SNR)^p2_gamma (the paper's k = 1, gamma = 1), per image as min_snr.
+    loss_weighting: Literal["none", "min_snr", "p2"] = "none"
     min_snr_gamma: float = Field(5.0, gt=0.0)
+    p2_k: float = Field(1.0, gt=0.0)
+    p2_gamma: float = Field(1.0, ge=0.0)
     # Noise levels drawn in training (model/noise_levels.py); the last two truncated to [gamma_T, gamma_1]:
     # uniform: Palette's t ~ U{1..T}, gamma ~ U(gammas[t], gammas[t-1]);
     # log_normal: EDM's ln(sigma) ~ N(log_normal_mean, log_normal_std^2), sigma^2 = (1 - gamma) / gamma
@@ -251,6 +255,7 @@ class RunConfig(_Strict):
 LATER_KEYS_AT_OLD_BEHAVIOUR: dict[tuple[str, str], object] = {
     ("train", "processes"): 1, ("eval", "mmse_samples"): 1,
     ("diffusion", "loss_weighting"): "none", ("diffusion", "min_snr_gamma"): 5.0,
+    ("diffusion", "p2_k"): 1.0, ("diffusion", "p2_gamma"): 1.0,
     ("diffusion", "noise_levels"): "uniform", ("diffusion", "log_normal_mean"): -1.2,
     ("diffusion", "log_normal_std"): 1.2, ("diffusion", "laplace_mu"): 0.0, ("diffusion", "laplace_b"): 0.5,
     ("train", "phema_stds"): [], ("train", "phema_snapshot_every"): 2000,

@@ -5,7 +5,7 @@ One training step: draw a noise level gamma, noise the target image, ask the net
     loss    = E || f(x, y_noisy, gamma) - eps ||_p^p,   p in {1, 2}             (eq. 2)
 With `prediction` = "x0" or "v" the network is regressed onto y0 or v instead of eps (model/prediction.py);
 eq. 1 is unchanged. Beyond the paper, the draw of gamma may follow another distribution (model/noise_levels.py)
-and each image's loss may be weighted by its noise level (Min-SNR-gamma, model/weighting.py).
+and each image's loss may be weighted by its noise level (Min-SNR-gamma or P2, model/weighting.py).
 All randomness comes from one torch.Generator, so a run is reproducible and resumable exactly.
 """
 
@@ -34,14 +34,16 @@ def palette_loss(
     draw_gamma: GammaSampler | None = None,
     weighting: Weighting = "none",
     min_snr_gamma: float = 5.0,
+    p2_k: float = 1.0,
+    p2_gamma: float = 1.0,
 ) -> torch.Tensor:
     """Mean |f(x, y_noisy, gamma) - target|^p over the unknown pixels (mask == 1) of a batch; a scalar.
 
     target is eps (Palette), y0 or v, as `prediction` says (model/prediction.py).
     y0, cond: [B, 3, H, W] in [-1, 1]; mask: [B, 1, H, W], 1 = to generate (all ones for colorization).
     draw_gamma: (B, generator) -> gamma [B] (model/noise_levels.py); None: Palette's uniform `sample_gamma`.
-    weighting "none": the mean over all the batch's unknown pixels (Palette). "min_snr": each image's mean over
-    its own unknown pixels times its Min-SNR weight (model/weighting.py), then the mean over the B images
+    weighting "none": the mean over all the batch's unknown pixels (Palette). "min_snr" / "p2": each image's mean
+    over its own unknown pixels times its Min-SNR or P2 weight (model/weighting.py), then the mean over the B images
     (Hang et al. 2023, eq. 10), so model.distributed.scale_loss must count images (per_image=True).
     The known region enters the network clean, as at sampling time, and does not count in the loss.
     """
@@ -60,7 +62,7 @@ def palette_loss(
     err = output.float() - training_target(prediction, y0, eps, g)
     err = err.abs() if kind == "l1" else err.square()
     # Multiply, not index: a mask of 0 removes a pixel from the loss and from the gradient exactly.
-    weights = loss_weights(gamma, weighting, prediction, min_snr_gamma)
+    weights = loss_weights(gamma, weighting, prediction, min_snr_gamma, p2_k, p2_gamma)
     if weights is None:
         return (err * mask).sum() / (mask.sum() * err.shape[1]).clamp(min=1)
     per_image = (err * mask).sum(dim=(1, 2, 3)) / (mask.sum(dim=(1, 2, 3)) * err.shape[1]).clamp(min=1)

@@ -273,7 +273,8 @@ def train(
             with autocast_context(device):
                 loss = poison("loss", palette_loss(step_net, y0, cond, mask, schedule, generator, cfg.diffusion.loss,
                                                    cfg.diffusion.prediction, draw_gamma, cfg.diffusion.loss_weighting,
-                                                   cfg.diffusion.min_snr_gamma))
+                                                   cfg.diffusion.min_snr_gamma, cfg.diffusion.p2_k,
+                                                   cfg.diffusion.p2_gamma))
             loss = distributed.scale_loss(loss, mask, group, per_image)  # this rank's share x K; 1 process: itself
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

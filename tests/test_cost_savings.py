@@ -1,4 +1,4 @@
-"""Training-cost savings beyond the paper: Min-SNR-gamma weighting, noise-level distributions, post-hoc EMA.
+"""Training-cost savings beyond the paper: Min-SNR-gamma and P2 weighting, noise-level distributions, post-hoc EMA.
 
 Each weighting against its formula and at the schedule's ends; each distribution's range and moments; post-hoc
 EMA reconstruction against directly tracked profiles; a tiny UNet learning with each option; bitwise resume."""
@@ -21,7 +21,7 @@ from model.prediction import PREDICTIONS
 from model.schedule import NoiseSchedule, make_betas
 from model.trainer import Budget, train
 from model.unet import UNet
-from model.weighting import min_snr_weight
+from model.weighting import loss_weights, min_snr_weight, p2_weight
 
 PAPER = NoiseSchedule(make_betas("linear", 2000, 1e-6, 0.01))  # log-SNR in [-10.0, 13.8]
 SHORT = NoiseSchedule(make_betas("linear", 100, 1e-6, 0.01))  # the smoke preset's: log-SNR in [0.4, 13.8]
@@ -48,12 +48,43 @@ def test_min_snr_weight_is_finite_at_the_schedules_ends(prediction, at_0, at_1):
     assert w[0].item() == at_0 and w[-1].item() == at_1
 
 
+# -- P2 (Choi et al. 2022) --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+@pytest.mark.parametrize("k,g", [(1.0, 1.0), (1.0, 0.5), (0.5, 2.0)])
+def test_p2_weight_is_the_papers_formula_for_each_target(prediction, k, g):
+    gamma = torch.cat([PAPER.gammas[1:].float(), torch.linspace(0.01, 0.99, 99)])
+    snr = gamma.double() / (1 - gamma.double())
+    on_eps = 1 / (k + snr) ** g  # eq. 8, on L_simple
+    # each target's squared error is the eps-error times 1 / SNR (x0) or (SNR + 1) / SNR (v)
+    expected = {"eps": on_eps, "x0": on_eps * snr, "v": on_eps * snr / (snr + 1)}[prediction]
+    torch.testing.assert_close(p2_weight(gamma, prediction, k, g).double(), expected, rtol=1e-5, atol=0)
+    by_name = loss_weights(gamma, "p2", prediction, p2_k=k, p2_gamma=g)
+    torch.testing.assert_close(by_name, p2_weight(gamma, prediction, k, g))
+
+
+def test_p2_weight_is_finite_at_the_schedules_ends_and_plain_at_exponent_0():
+    ends = torch.tensor([0.0, PAPER.gammas[-1].item(), PAPER.gammas[1].item(), 1.0])
+    for prediction in PREDICTIONS:
+        w = p2_weight(ends[:3], prediction, 1.0, 0.5)  # gamma = 1 never trains; x0 with g < 1 diverges there
+        assert torch.isfinite(w).all() and (w >= 0).all()
+    one_minus = (1 - ends.double()).tolist()  # of the float32 gammas the network is given; eps: 1 - gamma at k = 1
+    assert p2_weight(ends, "eps", 1.0, 1.0).tolist() == [pytest.approx(x, rel=1e-6) for x in one_minus]
+    assert p2_weight(ends, "v", 1.0, 1.0)[[0, 3]].tolist() == [0.0, 0.0]
+    assert p2_weight(ends, "x0", 1.0, 1.0)[[0, 3]].tolist() == [0.0, 1.0]
+    torch.testing.assert_close(p2_weight(ends, "eps", 1.0, 0.0), torch.ones(4))  # g = 0: L_simple
+    for bad in ({"p2_k": 0.0}, {"p2_gamma": -0.5}):
+        with pytest.raises(ValueError, match="diffusion.p2"):
+            RunConfig.model_validate({"diffusion": {"loss_weighting": "p2", **bad}})
+
+
 class _Zero(torch.nn.Module):
     def forward(self, x, gamma):
         return torch.zeros_like(x[:, :3])
 
 
-def test_weighted_loss_is_the_batch_mean_of_weighted_per_image_means():
+@pytest.mark.parametrize("weighting", ["min_snr", "p2"])
+def test_weighted_loss_is_the_batch_mean_of_weighted_per_image_means(weighting):
     g = torch.Generator().manual_seed(0)
     y0 = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
     mask = torch.zeros(4, 1, 8, 8)
@@ -62,12 +93,14 @@ def test_weighted_loss_is_the_batch_mean_of_weighted_per_image_means():
     gamma = torch.tensor([1e-3, 0.2, 0.8, 0.999])
     for prediction in PREDICTIONS:
         loss = palette_loss(_Zero(), y0, y0, mask, PAPER, torch.Generator().manual_seed(1), prediction=prediction,
-                            draw_gamma=lambda b, gen: gamma, weighting="min_snr", min_snr_gamma=5.0)
+                            draw_gamma=lambda b, gen: gamma, weighting=weighting, min_snr_gamma=5.0,
+                            p2_k=1.0, p2_gamma=0.5)
         eps = torch.randn(y0.shape, generator=torch.Generator().manual_seed(1))
         gm = gamma.view(-1, 1, 1, 1)
         target = {"eps": eps, "x0": y0, "v": gm.sqrt() * eps - (1 - gm).sqrt() * y0}[prediction]
         per_image = (target.square() * mask).sum(dim=(1, 2, 3)) / (3 * mask.sum(dim=(1, 2, 3)))
-        expected = (min_snr_weight(gamma, prediction, 5.0) * per_image).mean()
+        w = min_snr_weight(gamma, prediction, 5.0) if weighting == "min_snr" else p2_weight(gamma, prediction, 1.0, 0.5)
+        expected = (w * per_image).mean()
         torch.testing.assert_close(loss, expected)
 
 
@@ -193,7 +226,8 @@ def test_phema_keys_are_validated_and_left_out_of_old_identities():
     cfg = RunConfig()
     ident = run_identity(cfg)
     for section, key in [("diffusion", "loss_weighting"), ("diffusion", "noise_levels"),
-                         ("diffusion", "min_snr_gamma"), ("train", "phema_stds"), ("train", "phema_snapshot_every")]:
+                         ("diffusion", "min_snr_gamma"), ("diffusion", "p2_k"), ("diffusion", "p2_gamma"),
+                         ("train", "phema_stds"), ("train", "phema_snapshot_every")]:
         assert key not in ident[section]
     on = RunConfig.model_validate({"diffusion": {"loss_weighting": "min_snr"}, "train": {"phema_stds": [0.05, 0.1]}})
     assert run_identity(on)["diffusion"]["loss_weighting"] == "min_snr" and run_identity(on) != ident
@@ -206,6 +240,7 @@ def test_phema_keys_are_validated_and_left_out_of_old_identities():
 
 OPTIONS = {
     "min_snr": dict(weighting="min_snr"),
+    "p2": dict(weighting="p2"),
     "log_normal": dict(draw_gamma=gamma_sampler(DiffusionConfig(noise_levels="log_normal"), SHORT)),
     "laplace": dict(draw_gamma=gamma_sampler(DiffusionConfig(noise_levels="laplace"), SHORT)),
 }
@@ -236,6 +271,7 @@ def test_a_tiny_unet_overfits_eight_images_with_each_option(option):
 
 RESUME = {
     "min_snr": {"diffusion__loss_weighting": "min_snr"},
+    "p2": {"diffusion__loss_weighting": "p2"},
     "log_normal": {"diffusion__noise_levels": "log_normal"},
     "laplace": {"diffusion__noise_levels": "laplace"},
     "phema": {"train__phema_stds": [0.05, 0.10], "train__phema_snapshot_every": 16},
