@@ -89,7 +89,8 @@ def cmd_run(args) -> int:
         summary = runner.run_study(study, args.results, storage, device=args.device, max_trials=args.trials,
                                    budget=budget, retry_failed=args.retry_failed, progress=progress,
                                    wait=getattr(args, "poll", None),  # bench worker: until none is left
-                                   train=not getattr(args, "no_train", False))
+                                   train=not getattr(args, "no_train", False),
+                                   sizes=sizes)  # the trial order weighs each run by its cost on its data
     rows = runner.study_status(study, args.results, storage)
     print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
                 rows, ["stage", "config", "seed", "state"])

@@ -1,7 +1,8 @@
 """`bench run --dry-run`: the expanded grid and its estimated cost, measured, not guessed.
 
 The cost of each distinct network is measured with a few real training steps and sampling steps on this
-machine; the estimate multiplies them by the images each run will see and the samples it will draw.
+machine; the estimate multiplies them by the images each run will see and the samples it will draw (both
+counted in bench/cost.py).
 Stage runs shared by several trials are counted once.
 """
 
@@ -17,6 +18,7 @@ from model.objective import palette_loss
 from model.schedule import schedule_from_config
 from model.unet import UNet
 
+from .cost import run_work, size_key
 from .progress import console, print_table
 from .study import Study
 
@@ -67,17 +69,8 @@ def estimate(study: Study, sizes: dict, device) -> list[dict]:
             if key not in measured:
                 measured[key] = _seconds_per_image(cfg, device)
             train_s, infer_s = measured[key]
-            size_key = f"{cfg.data.source}:{cfg.data.path or 'built-in'}@{cfg.data.image_size}"
-            n_train = sizes[size_key][0]
-            images = n_train * cfg.train.epochs_per_subset if cfg.train.epochs is None else \
-                n_train / cfg.train.subsets * cfg.train.epochs
-            total_epochs = cfg.train.total_epochs
-            evals = sum(cfg.eval.sampled(e, total_epochs) for e in range(1, total_epochs + 1))
-            # the held-out loss: loss_levels forward passes per image at each call (model/heldout.py)
-            loss_calls = sum(cfg.eval.due(e, total_epochs) for e in range(1, total_epochs + 1)) \
-                if cfg.eval.loss_levels else 0
-            steps = cfg.eval.steps if cfg.eval.sampler == "ddim" else cfg.diffusion.timesteps
-            cost = images * train_s + (evals * steps + loss_calls * cfg.eval.loss_levels) * cfg.eval.n_samples * infer_s
+            images, forwards = run_work(cfg, sizes[size_key(cfg.data)][0])  # bench/cost.py
+            cost = images * train_s + forwards * infer_s
             if run.key not in seen_runs:
                 seen_runs.add(run.key)
                 total += cost

@@ -9,8 +9,8 @@ Exactly-once: a worker claims a trial without waiting and a stage run waiting (b
 trials/<key>/.lock and runs/.<key>.lock on one machine; a PostgreSQL advisory lock when the storage is
 PostgreSQL, for workers on several machines sharing the results folder), so no point runs twice. A killed
 worker's claims die with it; the next worker to take the trial resumes it from its newest checkpoint.
-Order: critical path first (critical_path_order), and a worker never waits on a run another worker trains
-while another trial is ready (_one_pass).
+Order: the costliest chain of runs first, then the longest trials (critical_path_order), and a worker never
+waits on a run another worker trains while another trial is ready (_one_pass).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from model.trainer import Budget, train
 
 from . import records, search_space
 from .claims import FileClaims, claims_for, server_lock
+from .cost import run_cost, size_key
 from .launch import train_processes
 from .locks import file_lock
 from .preflight import check_same_configuration
@@ -359,12 +360,13 @@ def _recorded_runs(study_dir: Path) -> dict:
 
 def run_study(study: Study, results_root: Path, storage: str, device: str = "auto", max_trials: int | None = None,
               budget: Budget | None = None, retry_failed: bool = False, progress=None,
-              wait: float | None = None, train: bool = True) -> RunSummary:
+              wait: float | None = None, train: bool = True, sizes: dict | None = None) -> RunSummary:
     """Run every trial of `study` this worker can claim. `wait` (seconds; `bench worker`): instead of ending
     after one pass while other workers hold trials, pass again every `wait` seconds until every trial is
     finished, so a trial whose worker died (its claim released) is taken and resumed here.
     `train=False` (`bench run --no-train`): train nothing, only settle the finished trials and write study.json
-    and the records (publishing a folder whose trials ran elsewhere)."""
+    and the records (publishing a folder whose trials ran elsewhere).
+    `sizes` (the preflight's data sizes): weigh the trial order by each run's cost (critical_path_order)."""
     study_dir = Path(results_root) / study.name
     (study_dir / "trials").mkdir(parents=True, exist_ok=True)
     storage = make_storage(storage) if isinstance(storage, str) else storage
@@ -394,7 +396,7 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
         counted = None if wait is None else set()  # trials the progress bar has counted (bench worker passes again)
         while True:
             others = _one_pass(study, study_dir, ostudies, claims, summary, device, max_trials, budget, started,
-                               retry_failed, progress, counted, train)
+                               retry_failed, progress, counted, train, sizes)
             retry_failed = False  # a trial that fails again stays failed
             if wait is None or not others or summary.paused or (max_trials is not None and summary.ran >= max_trials):
                 break
@@ -404,30 +406,48 @@ def run_study(study: Study, results_root: Path, storage: str, device: str = "aut
     return summary
 
 
-def critical_path_order(trials: list[Trial]) -> list[Trial]:
+def critical_path_order(trials: list[Trial], sizes: dict | None = None) -> list[Trial]:
     """The order in which a worker takes the trials: list scheduling, highest level first. With several
     workers the study's wall time is at least its longest chain of dependent runs (a run starts from its
     upstream run's checkpoint, so the chain trains one run after another), so the trial whose run starts the
-    longest chain of runs downstream of it (in the chains of the other trials, matched by run key) goes first;
-    the workers fill the rest of their time with the independent trials. Ties, and every trial whose run
-    nothing starts from, keep grid order: a study without transfers runs in grid order.
+    costliest chain goes first; the workers fill the rest of their time with the independent trials, longest
+    first, so that the short ones even out the workers' ends.
 
-    paper.yaml (cpu scale): the N = 4, E = 160 inpainting base (2 runs downstream), then the face colorization
-    transfer (1), then the rest in grid order. In grid order, with two workers, the transfer chain started
-    late: one worker sat idle for the last 280 s of the study's 1284 s."""
+    A run's level: its own cost plus the highest level among the runs that start from it (in the chains of the
+    other trials, matched by run key). Its cost: bench/cost.py:run_cost on the training images of its data
+    (`sizes`: the preflight's {"source:path@size": (train, test)}). Without sizes, or without the size of one
+    of the runs' data, every run costs 1: the level counts the runs of the chain. Sort key: the level of the
+    trial's run, then its own cost, both highest first, then grid order; a study without transfers runs
+    longest first (without sizes: in grid order). A run already done counts as well (the order is computed
+    once, before the pass).
+
+    paper.yaml (cpu scale; 78 training faces, 591 landscape crops; in thousands of forward passes): the
+    transfer chain: the N = 4, E = 160 inpainting base (level 78.2), face colorization transfer (53.3), landscape
+    colorization transfer (25.7), then the independent trials, longest first: face inpainting N = 1 and face
+    colorization from scratch (24.9 each, grid order), landscape colorization from scratch (23.7), and the short
+    N = 4, E = 40 inpainting (8.0) last. In grid order, with two workers, the transfer chain started late: one
+    worker sat idle for the last 280 s of the study's 1284 s; with the chain first but the independent trials
+    in grid order, the short one ran early and one worker sat idle for the last 93 s."""
+    runs: dict[str, StageRun] = {}
     downstream: dict[str, set[str]] = {}  # run key -> the keys of the runs that start from it
     for trial in trials:
         chain = trial.run.chain()
+        runs.update((run.key, run) for run in chain)
         for up, down in itertools.pairwise(chain):
             downstream.setdefault(up.key, set()).add(down.key)
-    depth: dict[str, int] = {}  # run key -> the longest chain of runs downstream of it (0: none)
+    if sizes is not None and all(size_key(run.config.data) in sizes for run in runs.values()):
+        cost = {key: run_cost(run.config, sizes[size_key(run.config.data)][0]) for key, run in runs.items()}
+    else:
+        cost = dict.fromkeys(runs, 1.0)
+    levels: dict[str, float] = {}  # run key -> the cost of the costliest chain of runs from it to its end
 
-    def level(key: str) -> int:  # chains end (bench/study.py refuses a transfer_source loop)
-        if key not in depth:
-            depth[key] = max((1 + level(d) for d in downstream.get(key, ())), default=0)
-        return depth[key]
+    def level(key: str) -> float:  # chains end (bench/study.py refuses a transfer_source loop)
+        if key not in levels:
+            levels[key] = cost[key] + max((level(d) for d in downstream.get(key, ())), default=0.0)
+        return levels[key]
 
-    return sorted(trials, key=lambda t: -level(t.run.key))  # sorted is stable: ties keep grid order
+    # sorted is stable: ties keep grid order
+    return sorted(trials, key=lambda t: (-level(t.run.key), -cost[t.run.key]))
 
 
 def _waits_on_another_worker(trial: Trial, runs_dir: Path, claims) -> bool:
@@ -440,17 +460,17 @@ def _waits_on_another_worker(trial: Trial, runs_dir: Path, claims) -> bool:
 
 def _one_pass(study: Study, study_dir: Path, ostudies: dict, claims, summary: RunSummary, device: str,
               max_trials: int | None, budget: Budget, started: float, retry_failed: bool, progress,
-              counted: set | None, train: bool = True) -> bool:
+              counted: set | None, train: bool = True, sizes: dict | None = None) -> bool:
     """One pass over the grid, running each trial this worker can claim; True if other workers held some.
     `counted`: None (one pass only), else the keys already counted by the progress bar, added to here.
 
-    Each trial is visited once, critical path first (critical_path_order). The next trial is chosen after
-    each one ends: the first one that can start now; a trial whose chain waits on a run another worker
-    trains is deferred while another is ready, and taken (waiting for that run, then running or finding it
-    done) only when every remaining trial waits."""
+    Each trial is visited once, critical path first (critical_path_order, its runs weighed by their cost on the
+    data `sizes`). The next trial is chosen after each one ends: the first one that can start now; a trial
+    whose chain waits on a run another worker trains is deferred while another is ready, and taken (waiting
+    for that run, then running or finding it done) only when every remaining trial waits."""
     summary.skipped, others = 0, False
     runs_dir = study_dir / "runs"
-    remaining = critical_path_order(study.trials)
+    remaining = critical_path_order(study.trials, sizes)
     while remaining:
         if max_trials is not None and summary.ran >= max_trials:
             break

@@ -147,6 +147,65 @@ def test_the_paper_study_runs_its_critical_path_first(scale):
     assert order == [base.key, transfer.key, *rest]
 
 
+# paper.yaml's trials by (stage, transfer_source, N, E), and each one's seconds measured at the cpu scale with
+# two one-thread workers
+PAPER_SECONDS = {("face_inpaint", "scratch", 1, 160): 314, ("face_inpaint", "scratch", 4, 40): 111,
+                 ("face_inpaint", "scratch", 4, 160): 336, ("face_color", "scratch", 1, 160): 314,
+                 ("face_color", "face_inpaint", 1, 160): 345, ("land_color", "scratch", 1, 20): 304,
+                 ("land_color", "face_color", 1, 20): 334}
+
+
+def _name(trial) -> tuple:
+    return (trial.run.stage, trial.run.transfer_source, trial.point["train.subsets"],
+            trial.point["train.epochs_per_subset"])
+
+
+@pytest.fixture(scope="module")
+def paper_cpu(tmp_path_factory):
+    """paper.yaml at the cpu scale and its data sizes from the preflight (78 training faces, 591 crops)."""
+    from bench.preflight import preflight
+
+    study = load_study(REPO / "ablations" / "paper.yaml", "cpu")
+    return study, preflight(study, tmp_path_factory.mktemp("results"))
+
+
+def test_with_data_sizes_the_chain_goes_first_then_the_longest_trials(paper_cpu):
+    # Levels in forward passes (bench/cost.py): the chain's three runs, then the independent trials by their
+    # own cost, N = 4, E = 40 (a quarter of the images) last; the two 24.9k trials tie and keep grid order.
+    study, sizes = paper_cpu
+    assert sizes == {"faces:built-in@32": (78, 20), "landscapes:built-in@32": (591, 66)}
+    assert [_name(t) for t in critical_path_order(study.trials, sizes)] == [
+        ("face_inpaint", "scratch", 4, 160), ("face_color", "face_inpaint", 1, 160),
+        ("land_color", "face_color", 1, 20), ("face_inpaint", "scratch", 1, 160),
+        ("face_color", "scratch", 1, 160), ("land_color", "scratch", 1, 20), ("face_inpaint", "scratch", 4, 40)]
+    # a data set the sizes do not hold: the order counts runs, as without sizes
+    assert critical_path_order(study.trials, {"faces:built-in@32": (78, 20)}) == critical_path_order(study.trials)
+
+
+def _makespan(order: list, upstream: dict) -> float:
+    """Two workers replaying PAPER_SECONDS as _one_pass takes trials: the worker free first takes the first
+    remaining trial whose upstream trial has finished, else the first one, after waiting for its upstream."""
+    free, end, remaining = [0.0, 0.0], {}, list(order)
+    while remaining:
+        w = free.index(min(free))
+        ready = [t for t in remaining if upstream.get(t) is None or end.get(upstream[t], float("inf")) <= free[w]]
+        t = (ready or remaining)[0]
+        remaining.remove(t)
+        start = max(free[w], end[upstream[t]]) if upstream.get(t) else free[w]  # its upstream has started
+        free[w] = end[t] = start + PAPER_SECONDS[t]
+    return max(end.values())
+
+
+def test_longest_first_evens_out_the_workers_ends(paper_cpu):
+    study, sizes = paper_cpu
+    by_run = {t.run.key: _name(t) for t in study.trials}
+    upstream = {_name(t): by_run[t.run.upstream.key] for t in study.trials if t.run.upstream is not None}
+    weighed = _makespan([_name(t) for t in critical_path_order(study.trials, sizes)], upstream)
+    by_runs = _makespan([_name(t) for t in critical_path_order(study.trials)], upstream)
+    grid = _makespan([_name(t) for t in study.trials], upstream)
+    assert weighed <= 1050 < by_runs < grid, (weighed, by_runs, grid)
+
+
 @pytest.mark.parametrize("name", ["dropout", "timesteps"])
 def test_a_study_without_transfers_keeps_grid_order(name):
     study = load_study(REPO / "ablations" / f"{name}.yaml", "smoke")
