@@ -118,8 +118,9 @@ def open_study(study: Study, storage, stage: str) -> optuna.Study:
     # The grid is declared to Optuna; trials are claimed through file locks, because GridSampler may hand
     # the same point to two workers running at once.
     sampler = optuna.samplers.GridSampler(search_space.grid(space, trials), seed=0)
-    ostudy = optuna.create_study(study_name=search_space.optuna_study_name(study.name, stage), storage=storage,
-                                 load_if_exists=True, direction="minimize", sampler=sampler)
+    name = _name_fitting(storage, search_space.optuna_study_name(study.name, stage), space)
+    ostudy = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
+                                 sampler=sampler)
     ostudy.set_user_attr("study", study.name)
     ostudy.set_user_attr("stage", stage)
     ostudy.set_user_attr("study_file", str(study.path))
@@ -131,6 +132,35 @@ def open_study(study: Study, storage, stage: str) -> optuna.Study:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ostudy.set_metric_names([search_space.metric_name(study.spec.quality_metric)])  # not "Objective 0"
     return ostudy
+
+
+def _name_fitting(storage, name: str, space: dict) -> str:
+    """`name`, or `name~2`, `name~3`, ...: the first Optuna study whose recorded trials' parameters fit `space`,
+    or that does not exist yet. Optuna fixes an axis's categorical choices for the life of a study (it refuses a
+    trial whose axis has another list of values: "CategoricalDistribution does not support dynamic value
+    space"), so a study file that adds a value to such an axis (a new arm of ablations/cost.yaml) continues in a
+    new Optuna study; its finished trials are added to it from their files (_settle) and the old one stays as it
+    was, history in the dashboard."""
+    existing = {s.study_name for s in storage.get_all_studies()}
+    for k in itertools.count(1):
+        candidate = name if k == 1 else f"{name}~{k}"
+        if candidate not in existing:
+            return candidate
+        recorded = storage.get_all_trials(storage.get_study_id_from_name(candidate), deepcopy=False)
+        if all(_fits(t.distributions, space) for t in recorded):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def _fits(recorded: dict, space: dict) -> bool:
+    """Whether a recorded trial's parameter distributions can share an Optuna study with `space`'s."""
+    try:
+        for axis, dist in space.items():
+            if axis in recorded:
+                optuna.distributions.check_distribution_compatibility(recorded[axis], dist)
+    except ValueError:
+        return False
+    return True
 
 
 def _template(study: Study, trial: Trial, state: TrialState, **fields) -> optuna.trial.FrozenTrial:

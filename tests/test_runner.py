@@ -86,6 +86,30 @@ def test_rerun_skips_finished_trials_and_resumes_the_rest(study_file, tmp_path):
     assert len(study.trials) == 2
 
 
+def test_a_new_value_on_a_categorical_axis_continues_in_a_new_optuna_study(tmp_path):
+    # Optuna fixes a categorical axis's choices per study; the finished trials are neither retrained nor lost
+    path = tmp_path / "tiny.yaml"
+    text = textwrap.dedent(STUDY).replace("zip: {train.subsets: [1, 2]}",
+                                          "zip: {diffusion.loss_weighting: [none, min_snr]}")
+    path.write_text(text.replace("baseline: {train.subsets: 1}", "baseline: {diffusion.loss_weighting: none}"))
+    results = tmp_path / "results"
+    assert _run(path, results) == 0
+    before = {p: p.stat().st_mtime_ns for p in (results / "tiny" / "trials").glob("*/trial.json")}
+    path.write_text(path.read_text().replace("[none, min_snr]", "[none, min_snr, p2]"))
+    assert _run(path, results) == 0
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert sorted(trials["param:diffusion.loss_weighting"]) == ["min_snr", "none", "p2"]
+    assert set(trials["state"]) == {"complete"}
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # the two finished trials were not run again
+    url = f"sqlite:///{results}/bench.db"
+    old = optuna.load_study(study_name="tiny/main", storage=url).trials
+    new = optuna.load_study(study_name="tiny/main~2", storage=url).trials
+    assert len(old) == 2 and len(new) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in new)
+    assert new[0].distributions["diffusion.loss_weighting"].choices == ("none", "min_snr", "p2")
+    assert _run(path, results) == 0  # a third call finds the study it continued in
+    assert len(optuna.load_study(study_name="tiny/main~2", storage=url).trials) == 3
+
+
 def test_session_budget_pauses_and_the_next_call_resumes(study_file, tmp_path):
     results = tmp_path / "results"
     assert _run(study_file, results, "--session-budget", "1ep") == 0
