@@ -141,6 +141,20 @@ def test_a_mixed_n_figure_counts_images_seen(tmp_path):
     assert [ax.get_xlabel() for ax in axes if ax.axison] == ["images seen", "epoch"]
 
 
+def test_the_training_loss_is_drawn_only_where_the_configs_share_its_definition(tmp_path):
+    data = _two_stage_data(tmp_path)
+    rec = _records(data, {label: 16 for label in data.trials["label"]})
+    data.records = pd.concat([rec, rec.assign(metric="loss", value=rec["value"] / 10)])
+    assert [ax.get_ylabel() for ax in _drawn(figures.quality_vs_training, data, tmp_path) if ax.axison] == \
+        ["KID×10³", "training loss"] * 2  # dropout leaves the objective as it is
+    # inpainting now compares two loss weightings: its training losses are different quantities
+    data.trials["param:diffusion.loss_weighting"] = np.where(
+        (data.trials["stage"] == "inpaint") & (data.trials["param:model.dropout"] > 0), "p2", "none")
+    assert [figures.comparable_training_loss(data, st) for st in ("inpaint", "color")] == [False, True]
+    assert [ax.get_ylabel() for ax in _drawn(figures.quality_vs_training, data, tmp_path) if ax.axison] == \
+        ["KID×10³", "KID×10³", "training loss"]
+
+
 def _drawn(fn, data, tmp_path) -> list:
     """The axes `fn` drew (its figure kept open)."""
     with pytest.MonkeyPatch.context() as mp:

@@ -233,9 +233,11 @@ def _figures(data: StudyData, out: Path) -> str:
     q = quality_name(data.quality)
     text = "## Figures"
     text += _figure(figures.quality_vs_training(data, out), "quality vs training",
-                    f"One row per stage. {q}, FID and training loss at each evaluation, against images seen "
-                    "(against epochs where every config's epoch is the same data); mean ± sd over seeds; gray: "
-                    "the stage's trivial baselines.")
+                    f"One row per stage. {q}, FID, the held-out loss where recorded, and the training loss "
+                    "where the stage's configs share its definition (not where they differ in target, weighting "
+                    "or noise levels: their losses are different quantities), against images seen (against "
+                    "epochs where every config's epoch is the same data); mean ± sd over seeds; gray: the "
+                    "stage's trivial baselines.")
     text += _figure(figures.quality_vs_compute(data, out), "quality vs compute",
                     f"{q} against training time, one line per seed (seeds differ in time).")
     text += _figure(figures.time_per_epoch(data, out), "time per epoch",

@@ -161,16 +161,32 @@ def _stages(data: StudyData) -> list[str]:
     return list(dict.fromkeys(data.complete["stage"]))
 
 
+# Keys that change what the training loss is: its target, norm, weighting over noise levels, or the levels it is
+# averaged over. Configs that differ in one report training losses of different objectives: one panel would
+# rank them by their definitions (P2's weighted loss sits 10x below the unweighted one), not by what they learned.
+LOSS_DEFINING = ("diffusion.prediction", "diffusion.loss", "diffusion.loss_weighting", "diffusion.min_snr_gamma",
+                 "diffusion.p2_k", "diffusion.p2_gamma", "diffusion.noise_levels", "diffusion.log_normal_mean",
+                 "diffusion.log_normal_std", "diffusion.laplace_mu", "diffusion.laplace_b")
+
+
+def comparable_training_loss(data: StudyData, stage: str) -> bool:
+    """Whether the stage's configs all train on the same objective (no LOSS_DEFINING axis varies within it)."""
+    here = data.complete[data.complete["stage"] == stage]
+    return not any(f"param:{k}" in here and here[f"param:{k}"].astype(str).nunique() > 1 for k in LOSS_DEFINING)
+
+
 def quality_vs_training(data: StudyData, out_dir: Path) -> Path | None:
-    """Per stage: the quality metric, FID, the held-out loss (where recorded, model/heldout.py) and the training
-    loss against training progress (progress_axis: images seen, or epochs where every config's epoch is the same
-    data), mean ± sd over seeds."""
+    """Per stage: the quality metric, FID, the held-out loss (where recorded, model/heldout.py: one yardstick for
+    every config) and the training loss against training progress (progress_axis: images seen, or epochs where
+    every config's epoch is the same data), mean ± sd over seeds. The training loss only where the stage's
+    configs share its definition (comparable_training_loss)."""
     wanted = list(dict.fromkeys([data.quality, "fid", "val_loss", "loss"]))
     rec = _curves(data, wanted)
 
     def columns(stage, here):
         x, xlabel = progress_axis(here)
-        return [(m, x, xlabel, False, 1.0) for m in wanted if (here["metric"] == m).any()]
+        shown = [m for m in wanted if m != "loss" or comparable_training_loss(data, stage)]
+        return [(m, x, xlabel, False, 1.0) for m in shown if (here["metric"] == m).any()]
 
     return _rows(data, rec, columns, out_dir / "quality_vs_training.png")
 
