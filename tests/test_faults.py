@@ -74,7 +74,8 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
     study_file = tiny_study(tmp_path / "s.yaml")  # two trials, 2 epochs of 2 steps, checkpoint every step
     results = tmp_path / "R"
     study_dir = results / "tiny"
-    fault("loss:3:nan")  # the first trial's third step (epoch 2, step 1) diverges
+    # the first trial run's third step (epoch 2, step 1) diverges: eval.steps 3's, the costlier one runs first
+    fault("loss:3:nan")
     code, out, err = bench(capsys, *run_args(study_file, results))
     assert code == 1, err  # a failed trial: exit status 1, after the records and the report
     assert re.search(r"2 run, 0 skipped, 1 failed", out)
@@ -82,14 +83,15 @@ def test_nan_loss_fails_that_trial_keeps_the_last_good_checkpoint_and_the_study_
                      r"\(column reason\) and \S*/tiny/trials/<trial>/traceback\.txt; "
                      r"`bench run \S* --retry-failed` runs them again$", out)
     trials = pd.read_csv(study_dir / "trials.csv")
-    assert list(trials["state"]) == ["failed", "complete"]
-    reason = trials["reason"][0]
+    assert list(trials["state"]) == ["complete", "failed"]  # grid order; the second ran first (longest first)
+    assert trials["param:eval.steps"].tolist() == [2, 3]
+    reason = trials["reason"][1]
     assert re.fullmatch(r"TrainingDiverged: loss became nan at epoch 2, step 1; last good checkpoint kept in .*",
                         reason)
     ot = {t.user_attrs["key"]: t for t in optuna_trials(f"sqlite:///{results}/bench.db", "tiny")}
-    failed_key = trials["trial"][0]
+    failed_key = trials["trial"][1]
     assert ot[failed_key].state == FAIL and ot[failed_key].user_attrs["fail_reason"] == reason
-    assert ot[trials["trial"][1]].state == COMPLETE
+    assert ot[trials["trial"][0]].state == COMPLETE
     # the last good checkpoint is kept and loads: end of epoch 1, finite weights
     run_dir = study_dir / "runs" / pd.read_json(study_dir / "trials" / failed_key / "trial.json",
                                                 typ="series")["chain"][0]["key"]
