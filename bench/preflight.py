@@ -12,6 +12,7 @@ from model.data import load_split
 from model.errors import BenchError, ConfigError, DataError
 from model.trainer import check_architecture
 
+from .cost import size_key
 from .study import Study
 
 RESERVED = {"reference", "perf"}  # results/reference and results/perf hold committed results
@@ -70,8 +71,8 @@ def preflight(study: Study, results_root: Path) -> dict:
                     n_test = len(load_split(data, "test").images)
                 except DataError as e:
                     raise DataError(f"{where}: stage {run.stage}: {e}") from None
-                sizes[f"{data.source}:{data.path or 'built-in'}@{data.image_size}"] = (n_train, n_test)
-            n_train = sizes[f"{data.source}:{data.path or 'built-in'}@{data.image_size}"][0]
+                sizes[size_key(data)] = (n_train, n_test)
+            n_train = sizes[size_key(data)][0]
             if run.config.train.subsets > n_train:
                 raise ConfigError(f"{where}: train.subsets={run.config.train.subsets} is more than the {n_train} "
                                   f"training images of data.source '{data.source}' (stage {run.stage})")

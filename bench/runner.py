@@ -142,14 +142,13 @@ def _name_fitting(storage, name: str, space: dict) -> str:
     new Optuna study; its finished trials are added to it from their files (_settle) and the old one stays as it
     was, history in the dashboard."""
     existing = {s.study_name for s in storage.get_all_studies()}
-    for k in itertools.count(1):
-        candidate = name if k == 1 else f"{name}~{k}"
-        if candidate not in existing:
-            return candidate
-        recorded = storage.get_all_trials(storage.get_study_id_from_name(candidate), deepcopy=False)
-        if all(_fits(t.distributions, space) for t in recorded):
-            return candidate
-    raise AssertionError("unreachable")
+    candidate, k = name, 1
+    while candidate in existing and not all(
+            _fits(t.distributions, space)
+            for t in storage.get_all_trials(storage.get_study_id_from_name(candidate), deepcopy=False)):
+        k += 1
+        candidate = f"{name}~{k}"
+    return candidate
 
 
 def _fits(recorded: dict, space: dict) -> bool:
