@@ -155,6 +155,21 @@ def test_the_training_loss_is_drawn_only_where_the_configs_share_its_definition(
         ["KID×10³", "KID×10³", "training loss"]
 
 
+def test_psnr_is_drawn_beside_kid_and_its_numbers_are_tabulated(tmp_path):
+    data = _two_stage_data(tmp_path)
+    rec = _records(data, {label: 16 for label in data.trials["label"]})
+    psnr = rec.assign(metric="psnr", value=20 + rec["epoch"] + rec["seed"])  # rises with training
+    data.records = pd.concat([rec, psnr, rec.assign(metric="kid_se", value=0.001)])
+    assert [ax.get_ylabel() for ax in _drawn(figures.quality_vs_training, data, tmp_path) if ax.axison] == \
+        ["KID×10³", "PSNR (dB)"] * 2
+    table = figures.curves_table(data)
+    assert set(table["metric"]) == {"kid", "psnr"}  # standard errors are not curves
+    assert len(table) == 2 * 4 * 4 and (table["seeds"] == 2).all()  # 4 configs x 2 metrics x 4 evaluations
+    row = table[(table["metric"] == "psnr") & (table["epoch"] == 3)].iloc[0]
+    assert row["mean"] == pytest.approx(23.5) and row["sd"] == pytest.approx(np.std([23, 24], ddof=1))
+    assert row["model"] in {figures.model_name(r) for _, r in data.trials.iterrows()}  # as the legend names it
+
+
 def _drawn(fn, data, tmp_path) -> list:
     """The axes `fn` drew (its figure kept open)."""
     with pytest.MonkeyPatch.context() as mp:

@@ -107,7 +107,7 @@ def test_every_link_is_relative_and_exists(study):
     names = {Path(link).name for link in links}
     assert {"quality_vs_training.png", "quality_vs_compute.png", "time_per_epoch.png",
             "denoising-strip.png", "report_quality.csv", "report_efficiency.csv",
-            "report_ablation_tgt_transfer_source.csv"} <= names
+            "report_ablation_tgt_transfer_source.csv", "report_curves.csv"} <= names
     assert {n for n in names if n.startswith("samples-")} == {"samples-tgt-scratch_baseline.png",
                                                              "samples-tgt-from_src.png"}  # one grid per config
     for link in links:
@@ -208,10 +208,12 @@ def test_findings_are_computed_from_the_tables(study):
     text = (study / "report.md").read_text()
     findings = text.split("## Findings", 1)[1]
     verdicts = pd.read_csv(study / "report" / "report_verdicts.csv")
-    assert set(verdicts["measure"]) == {"kid", "hours"} and (verdicts["n"] == 2).all()  # two seeds, paired
+    assert set(verdicts["measure"]) == {"kid", "psnr", "hours"} and (verdicts["n"] == 2).all()  # two seeds, paired
     for _, v in verdicts.iterrows():  # a verdict word (and a finding) only where the interval resolves it
         excludes = (v["ratio_lo"] > 1 or v["ratio_hi"] < 1) if v["measure"] == "hours" else (v["lo"] > 0 or v["hi"] < 0)
         assert (v["verdict"] in ("better", "worse")) == (excludes and pd.isna(v["why"]))
+        if v["verdict"] in ("better", "worse") and v["measure"] == "psnr":  # higher PSNR is better
+            assert (v["verdict"] == "better") == (v["lo"] > 0)
         assert "against the baseline: " in findings or v["verdict"] not in ("better", "worse")
     if not pd.read_csv(study / "trials.csv")["learned"].all():  # the gate: no quality verdict with an unlearned trial
         assert verdicts.loc[verdicts["measure"] == "kid", "why"].str.contains("did not learn").all()

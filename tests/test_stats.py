@@ -137,6 +137,24 @@ def test_no_quality_verdict_from_an_unlearned_config(tmp_path):
     assert not any(s.startswith("`bad` against") for s in findings(data))
 
 
+def test_psnr_is_judged_beside_the_quality_metric_higher_being_better(tmp_path):
+    # a config better on KID and worse on single-sample PSNR (the cpu preset's trade): both verdicts are stated
+    data = _study(tmp_path, {"base": [0.020, 0.025, 0.018], "sharp": [0.010, 0.0126, 0.0091]})
+    data.trials["psnr"] = [25.0, 25.2, 24.9, 24.1, 24.4, 24.0]  # base's seeds 0-2, then sharp's
+    rows = verdicts.baseline_comparisons(data)
+    assert list(rows["measure"]) == ["kid", "psnr", "hours"]
+    kid, psnr = rows.iloc[0], rows.iloc[1]
+    assert kid["verdict"] == "better" and psnr["verdict"] == "worse"  # lower KID is better, lower PSNR worse
+    assert psnr["diff"] == pytest.approx(np.mean([24.1 - 25.0, 24.4 - 25.2, 24.0 - 24.9]))
+    text = findings(data)
+    assert any(s.startswith("`sharp` against the baseline: PSNR (dB)") and s.endswith(": worse.") for s in text)
+    # a study without PSNR (or whose quality metric is PSNR) has no second row
+    assert list(verdicts.baseline_comparisons(_study(tmp_path, {"a": [0.02] * 2, "b": [0.01] * 2}))["measure"]) == \
+        ["kid", "hours"]
+    data.meta["quality_metric"] = "psnr"
+    assert list(verdicts.baseline_comparisons(data)["measure"]) == ["psnr", "hours"]
+
+
 # ---------------------------------------------------------------- bootstrap standard errors of one evaluation
 def test_bootstrap_metrics_equal_fid_and_kid_on_the_identity_resample():
     rng = np.random.default_rng(0)

@@ -46,7 +46,7 @@ def write_report(study_dir: Path, formats=("md", "csv"), include_stale: bool = F
         parts.append(verdicts.section(data, out, csv))  # each config vs its stage's baseline, with intervals
         parts.append(verdicts.claims_section(data, out, csv))  # the study file's claims (bench/paper_claims.py)
         parts.append(cost.section(data, out, csv))  # cost to reach the baseline's / the best trivial quality
-        parts += [_figures(data, out), samples.section(data, out),
+        parts += [_figures(data, out, csv), samples.section(data, out),
                   "## Findings\n\n" + "\n".join(f"- {s}" for s in findings(data))]
     failed = tables.failed_table(data)
     if not failed.empty:
@@ -229,15 +229,20 @@ def _figure(path: Path | None, title: str, caption: str = "") -> str:
     return f"\n\n{caption + chr(10) * 2 if caption else ''}![{title}]({REPORT_DIR}/{path.name})"
 
 
-def _figures(data: StudyData, out: Path) -> str:
+def _figures(data: StudyData, out: Path, csv: bool) -> str:
     q = quality_name(data.quality)
     text = "## Figures"
     text += _figure(figures.quality_vs_training(data, out), "quality vs training",
-                    f"One row per stage. {q}, FID, the held-out loss where recorded, and the training loss "
-                    "where the stage's configs share its definition (not where they differ in target, weighting "
-                    "or noise levels: their losses are different quantities), against images seen (against "
-                    "epochs where every config's epoch is the same data); mean ± sd over seeds; gray: the "
-                    "stage's trivial baselines.")
+                    f"One row per stage. {q}, FID, single-sample PSNR (distortion: higher is better), the "
+                    "held-out loss where recorded, and the training loss where the stage's configs share its "
+                    "definition (not where they differ in target, weighting or noise levels: their losses are "
+                    "different quantities), against images seen (against epochs where every config's epoch is "
+                    "the same data); mean ± sd over seeds; gray: the stage's trivial baselines.")
+    curves = figures.curves_table(data) if csv else None
+    if curves is not None and not curves.empty:
+        curves.to_csv(out / "report_curves.csv", index=False)
+        text += (f"\n\nEvery evaluated metric at every evaluation, mean, sd and seeds per config: "
+                 f"[report_curves.csv]({out.name}/report_curves.csv)")
     text += _figure(figures.quality_vs_compute(data, out), "quality vs compute",
                     f"{q} against training time, one line per seed (seeds differ in time).")
     text += _figure(figures.time_per_epoch(data, out), "time per epoch",

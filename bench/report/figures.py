@@ -176,11 +176,11 @@ def comparable_training_loss(data: StudyData, stage: str) -> bool:
 
 
 def quality_vs_training(data: StudyData, out_dir: Path) -> Path | None:
-    """Per stage: the quality metric, FID, the held-out loss (where recorded, model/heldout.py: one yardstick for
-    every config) and the training loss against training progress (progress_axis: images seen, or epochs where
-    every config's epoch is the same data), mean ± sd over seeds. The training loss only where the stage's
-    configs share its definition (comparable_training_loss)."""
-    wanted = list(dict.fromkeys([data.quality, "fid", "val_loss", "loss"]))
+    """Per stage: the quality metric, FID, single-sample PSNR (distortion beside perception), the held-out loss
+    (where recorded, model/heldout.py: one yardstick for every config) and the training loss against training
+    progress (progress_axis: images seen, or epochs where every config's epoch is the same data), mean ± sd over
+    seeds. The training loss only where the stage's configs share its definition (comparable_training_loss)."""
+    wanted = list(dict.fromkeys([data.quality, "fid", "psnr", "val_loss", "loss"]))
     rec = _curves(data, wanted)
 
     def columns(stage, here):
@@ -189,6 +189,26 @@ def quality_vs_training(data: StudyData, out_dir: Path) -> Path | None:
         return [(m, x, xlabel, False, 1.0) for m in shown if (here["metric"] == m).any()]
 
     return _rows(data, rec, columns, out_dir / "quality_vs_training.png")
+
+
+def curves_table(data: StudyData) -> pd.DataFrame:
+    """The learning curves' numbers: per stage, config, evaluated metric and point of training (epoch, images
+    seen), the mean, sd and count over seeds, unscaled (KID as computed, not x10^3). The training-loss columns
+    (per epoch, not evaluated) are left out. Empty without records."""
+    rec = data.records
+    if rec.empty:
+        return pd.DataFrame()
+    skip = {"loss", "epoch_seconds", "images_per_second", "epoch_cpu_seconds", "eval_seconds", "eval_cpu_seconds",
+            "n_samples", "sample_seconds_per_image"}
+    rec = rec[(rec["target_stage"].astype(str).str.lower() == "true") & ~rec["metric"].isin(skip)
+              & ~rec["metric"].str.endswith(("_se", "_std"))]
+    if rec.empty:
+        return pd.DataFrame()
+    names = {r["label"]: model_name(r) for _, r in data.complete.iterrows()}
+    out = (rec.groupby(["stage", "label", "metric", "epoch", "images_seen"], sort=False)["value"]
+           .agg(mean="mean", sd="std", seeds="count").reset_index())
+    out.insert(2, "model", out["label"].map(names))
+    return out.sort_values(["stage", "label", "metric", "images_seen"], kind="stable").reset_index(drop=True)
 
 
 def quality_vs_compute(data: StudyData, out_dir: Path) -> Path | None:
