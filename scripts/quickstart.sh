@@ -18,8 +18,8 @@ pids=()
 for i in $(seq 2 "$workers"); do
     log=$(mktemp "${TMPDIR:-/tmp}/palette-bench-worker$i.XXXX.log")
     echo "worker $i: log in $log"
+    # started at once: workers that create one study together are safe (tests/test_concurrency.py)
     OMP_NUM_THREADS=1 .venv/bin/bench run ablations/paper.yaml --no-report "$@" >"$log" 2>&1 & pids+=($!)
-    sleep 5  # let the first worker create the study
 done
 status=0
 OMP_NUM_THREADS=$(( workers > 1 ? 1 : $(nproc --all) )) .venv/bin/bench run ablations/paper.yaml --no-report "$@" || status=$?
