@@ -252,3 +252,18 @@ def test_no_train_publishes_what_is_finished_and_trains_nothing(study_file, tmp_
     assert list(trials["state"]) == ["complete"]  # the unfinished trials have no row until they run
     assert (results / "tiny" / "records.csv").exists() and (results / "tiny" / "report.md").exists()
     assert '"seeds_override": [\n    0,\n    1\n  ]' in (results / "tiny" / "study.json").read_text()
+
+
+def test_the_runner_imports_neither_the_figures_nor_torchvision():
+    """`bench status`, `list` and the workers load bench.runner; the FID network (pytorch-fid -> torchvision,
+    ~1.3 s) and the report's figures (matplotlib, seaborn, ~1 s) load only where they are used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bench.runner, bench.records, model.evaluate; "
+            "print(sorted(m for m in ('torchvision', 'pytorch_fid', 'seaborn', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = "import sys; from bench.report import write_report; print('seaborn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "True"  # the lazy name still resolves to the real function

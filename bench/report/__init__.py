@@ -5,4 +5,13 @@ One responsibility per file: `tables.py` (per-config aggregates), `figures.py` (
 The flow of the harness: study file (study.py) -> runner (runner.py) -> records (records.py) -> report (here).
 """
 
-from .build import md_to_html, write_report  # noqa: F401
+
+
+def __getattr__(name: str):
+    """`write_report`, `md_to_html` from build.py on first use: importing the package for its light modules
+    (gate, stats, cost: what records.py and the runner need) must not load matplotlib and seaborn (~1 s)."""
+    if name in ("write_report", "md_to_html"):
+        from . import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,14 +15,16 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from unittest import mock
 
 import numpy as np
-import pytorch_fid.inception as pfi
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.inception import BasicConv2d
+
+if TYPE_CHECKING:
+    import pytorch_fid.inception as pfi
 
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURE_DIM = 2048
@@ -107,6 +109,8 @@ def patched_fid_download(state_dict: dict[str, torch.Tensor]) -> Iterator[None]:
     line of pytorch-fid's construction (and its strict ``load_state_dict``, which checks all keys
     and shapes) while making the weight source local. Rebuilding the blocks by hand would copy code.
     """
+    import pytorch_fid.inception as pfi  # here, not at the top: it imports torchvision (~1.3 s) for any process
+
     def _load(url: str, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
         if url != pfi.FID_WEIGHTS_URL:
             raise RuntimeError(f"unexpected weight download: {url}")
@@ -118,6 +122,8 @@ def patched_fid_download(state_dict: dict[str, torch.Tensor]) -> Iterator[None]:
 
 def build_inception(state_dict: dict[str, torch.Tensor] | None = None) -> pfi.InceptionV3:
     """A fresh pytorch-fid InceptionV3 (pool3 block, inputs in [0, 1], resized to 299 inside)."""
+    import pytorch_fid.inception as pfi
+
     with patched_fid_download(fid_weights() if state_dict is None else state_dict):
         net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]], resize_input=True,
                               normalize_input=True, use_fid_inception=True)
@@ -131,6 +137,8 @@ _LOCK = threading.Lock()
 def _fold_batch_norm(net: pfi.InceptionV3) -> pfi.InceptionV3:
     """Fold each eval-mode batch norm into its convolution (w' = w g / sqrt(v + eps), b' = beta - m g /
     sqrt(v + eps)), in place. Same maths; features move by ~1e-5 (float32 rounding), 94 fewer passes."""
+    from torchvision.models.inception import BasicConv2d
+
     for m in net.modules():
         if isinstance(m, BasicConv2d):
             m.conv = fuse_conv_bn_eval(m.conv, m.bn)
