@@ -27,7 +27,7 @@ from . import data as perf_data
 from . import evaluation as perf_eval
 from . import train as perf_train
 from .study import training_share
-from .timing import conv_peak, machine, matmul_peak
+from .timing import conv_peak, machine, matmul_peak, round_ratios
 
 SKIPPED = (f"Peer rows skipped (diffusers is not installed: the training step against UNet2DModel and where the step "
            f"goes); add them with `{perf_train.PEERS_HINT}`.")
@@ -201,11 +201,17 @@ def _ablation_section(cfg, dev, plan: Plan, csv: list, results: dict) -> list[st
     table = []
     for label, c in rows.items():
         rel = base.timing.seconds / c.timing.seconds
-        table.append([label, _fmt(c.timing.per_second, 2), f"x{rel:.2f}", c.note])
-        csv.append({"section": "ablation", "name": label, "images_per_s": c.timing.per_second, "vs_default": rel})
+        per_round = round_ratios(base.timing, c.timing)
+        span = "" if c is base else f"[{min(per_round):.2f}, {max(per_round):.2f}]"
+        table.append([label, _fmt(c.timing.per_second, 2), f"x{rel:.2f}", span, c.note])
+        csv.append({"section": "ablation", "name": label, "images_per_s": c.timing.per_second, "vs_default": rel,
+                    "vs_default_min": min(per_round), "vs_default_max": max(per_round)})
     results["ablation"] = {label: c.timing.per_second for label, c in rows.items()}
     return ["### Ablation of the speed switches (cpu preset, one switch at a time)", "",
-            _table(["variant", "img/s", "vs default", "note"], table), ""]
+            _table(["variant", "img/s", "vs default", "rounds' range", "note"], table), "",
+            f"vs default: the ratio of the medians; rounds' range: the lowest and highest ratio of the "
+            f"{plan.rounds_ablation} rounds, which time every variant in turn. A range that spans x1.00 is within "
+            "this machine's noise.", ""]
 
 
 def _eval_section(cfg, dev, plan: Plan, csv: list, results: dict) -> list[str]:

@@ -52,6 +52,13 @@ class Timing:
         return (max(xs) - min(xs)) / statistics.median(xs)
 
 
+def round_ratios(base: Timing, other: Timing) -> list[float]:
+    """base's seconds / other's in each round (`alternate` times them in the same rounds): how much faster other
+    was, round by round. Their spread says whether a median ratio is more than this machine's noise."""
+    a, b = (base.cpu, other.cpu) if base.use_cpu_time else (base.wall, other.wall)
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
 def cpu_time_is_valid(device: torch.device) -> bool:
     return device.type == "cpu" and torch.get_num_threads() == 1
 
