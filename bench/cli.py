@@ -92,7 +92,8 @@ def cmd_run(args) -> int:
                                    train=not getattr(args, "no_train", False),
                                    sizes=sizes)  # the trial order weighs each run by its cost on its data
     rows = runner.study_status(study, args.results, storage)
-    print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
+    why = " (skipped: finished before, or another worker's)" if summary.skipped else ""
+    print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed{why}",
                 rows, ["stage", "config", "seed", "state"])
     _stale_line(study, args.results / study.name)
     if summary.paused:
