@@ -167,3 +167,26 @@ def test_a_target_no_seed_of_the_config_reached_is_a_result_not_missing_data():
     row = raw.set_index("id").loc["t3-task-transfer-images"]
     assert row["verdict_text"].startswith("not reached") and "0/3" in row["verdict_text"]
     assert row["verdict"] == "" and row["n"] == 0
+
+
+def test_one_seed_that_did_not_reach_the_target_says_so(tmp_path):
+    """The quick start's one seed: the same row reads "not reached (0/1 seed ...)", as with three seeds, not
+    "no paired data" (a new user's reading of the quick start's report)."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "paper"
+    shutil.copytree(repo / "results" / "reference" / "paper", folder, ignore=shutil.ignore_patterns("report*"))
+    trials = pd.read_csv(folder / "trials.csv")
+    trials[trials["seed"] == 0].to_csv(folder / "trials.csv", index=False)
+    records = pd.read_csv(folder / "records.csv.gz")
+    (folder / "records.csv.gz").unlink()
+    records[records["trial"].isin(trials.loc[trials["seed"] == 0, "trial"])].to_csv(folder / "records.csv", index=False)
+    meta = json.loads((folder / "study.json").read_text())
+    (folder / "study.json").write_text(json.dumps({**meta, "seeds_override": [0]}))
+    raw, _ = published_claims([repo / "ablations" / "paper.yaml"], tmp_path)
+    row = raw.set_index("id").loc["t3-task-transfer-images"]
+    assert row["verdict_text"] == "not reached (0/1 seed within the run; reference 1/1)"

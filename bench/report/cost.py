@@ -168,7 +168,8 @@ def table(data) -> tuple[pd.DataFrame, pd.DataFrame]:
     def reached(r) -> str:
         if r["unlearned"]:
             return f"{r['reached']}/{r['seeds']} (did not learn: no verdict)"
-        return f"{r['reached']}/{r['seeds']}" if r["reached"] else f"not reached ({r['seeds']} seeds)"
+        return f"{r['reached']}/{r['seeds']}" if r["reached"] else \
+            f"not reached ({r['seeds']} seed{'' if r['seeds'] == 1 else 's'})"
 
     view = pd.DataFrame({
         "Stage": raw["stage"], "Target": [target_name(r) for _, r in raw.iterrows()],

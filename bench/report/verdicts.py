@@ -122,6 +122,10 @@ def grid_step(records: pd.DataFrame, trials: pd.DataFrame, measure: str, quality
     return float(gaps.max()) if gaps.notna().any() else math.nan
 
 
+def _seeds(n: int) -> str:
+    return "seed" if n == 1 else "seeds"
+
+
 def verdict_cell(p: stats.Paired, why: str, scale: float = 1.0) -> str:
     """The verdict column: the word from the interval (none with one seed), or why there is none."""
     if why:
@@ -280,8 +284,8 @@ def claims_table(claims: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
             col = _column(pd.concat([x, b]), claim["measure"])[0]
             got = [int(pd.to_numeric(d.get(col), errors="coerce").notna().sum()) if col in d else 0 for d in (x, b)]
             ours += f" (seeds that reached it: {got[0]}/{len(x)} vs {got[1]}/{len(b)})"
-            if got[0] == 0 and got[1] > 0 and len(x) > 1 and not why:  # a result, not missing data
-                why = f"not reached (0/{len(x)} seeds within the run; reference {got[1]}/{len(b)})"
+            if got[0] == 0 and got[1] > 0 and len(x) and not why:  # a result (one seed too), not missing data
+                why = f"not reached (0/{len(x)} {_seeds(len(x))} within the run; reference {got[1]}/{len(b)})"
         shared = sum(len(d) for d in xs) - len(x)
         rows.append({"id": cid, "statement": claim["statement"], "paper": claim.get("paper", ""),
                      "measure": claim["measure"], "signal": signal, "clock": clock,
