@@ -185,6 +185,7 @@ def test_time_figures_draw_one_line_per_seed(tmp_path):
     data = _two_stage_data(tmp_path)
     data.records = _records(data, {label: 16 for label in data.trials["label"]})
     axes = _drawn(figures.quality_vs_compute, data, tmp_path)
+    assert all(ax.get_xlim()[0] == 0 for ax in axes if ax.axison)  # time from the start of training
     seed_x = {s: np.array([e * (0.01 + 0.02 * s) for e in range(1, 5)]) * 60 for s in (0, 1)}  # minutes (< 1 h)
     lines = [ln for ax in axes for ln in ax.get_lines() if len(ln.get_xdata()) > 1 and ln.get_linestyle() == "-"]
     assert len(lines) == 8  # 2 stages x 2 configs x 2 seeds

@@ -144,6 +144,7 @@ def _rows(data: StudyData, rec: pd.DataFrame, columns, path: Path) -> Path | Non
                 continue
             _panel(ax, part, x, metric, stage, data, palette, handles, per_seed)
             ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_xlim(left=0)  # training from its start: one evaluation is not a zoom onto 93-99 epochs
             ax.xaxis.set_major_locator(MaxNLocator(4, integer=x in ("epoch", "images_seen")))
             if len(specs) > 1 or data.complete["stage"].nunique() > 1:
                 ax.set_title(stage, fontsize=8, loc="left")
