@@ -32,8 +32,9 @@ part() {  # part NAME COMMAND...: run, log to OUT/NAME.log, show the end of the 
     [ "$rc" -eq 0 ] || status=1
 }
 
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name())" \
+"$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "gpu_check.sh: torch sees no CUDA GPU here"; exit 1; }
+"$PY" -c "import torch; print(torch.cuda.get_device_name())"
 
 part cuda_tests "$PY" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA -s
 
