@@ -350,3 +350,14 @@ def test_reproduce_paths_are_relative_or_named(tmp_path, monkeypatch):
     assert _relative(tmp_path / "res" / "x") == "res/x"
     assert _relative("results") == "results"
     assert _relative("/elsewhere/res") is None
+
+
+def test_the_header_says_when_names_keep_epochs_the_scale_changed(study):
+    from bench.report import build, tables
+
+    data = tables.load(study)
+    assert "| Epochs |" not in build._header(data)  # smoke: the file's epochs as written
+    data.meta["preset"] = {**data.meta.get("preset", {}), "scale": "cpu", "epoch_multiplier": 0.6}
+    data.meta["scale"] = "cpu"
+    row = next(line for line in build._header(data).splitlines() if line.startswith("| Epochs |"))
+    assert "times 0.6 at the cpu scale" in row and "what was trained is N × E below" in row

@@ -117,7 +117,12 @@ def _header(data: StudyData) -> str:
     done, failed = len(data.complete), int((trials["state"] != "complete").sum())
     pending = max(0, int(m.get("trials", len(trials))) - len(trials))
     q = data.quality
-    rows = [("Study file", f"`{_relative(m.get('file', '?'))}`"), ("Scale", m.get("scale", "?")),
+    mult = (m.get("preset") or {}).get("epoch_multiplier", 1)
+    scale = m.get("scale", "?")
+    scaled = [("Epochs", f"the study file's times {mult:g} at the {scale} scale, unless its `scales.{scale}` sets "
+               "them (bench/presets.py); names and axis values keep the file's: what was trained is N × E below")
+              ] if mult != 1 else []
+    rows = [("Study file", f"`{_relative(m.get('file', '?'))}`"), ("Scale", m.get("scale", "?")), *scaled,
             ("Quality metric", f"{quality_name(q)} (lower is better)" if q != "psnr" else q),
             ("Baseline", ", ".join(f"{k} = {v}" for k, v in m.get("baseline", {}).items()) or "none"),
             ("Swept axes", ", ".join(f"`{a}`" for a in m.get("axes", [])) or "none"),
