@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,6 +29,10 @@ class StudyProgress:
         self.study_task = self.progress.add_task(title, total=total_trials, info="")
         self.run_task = self.progress.add_task("run", total=1, info="", visible=False)
         self._epoch = None
+        # Not a terminal (a log file, a batch job): rich draws its bars only at the end, so each trial's start
+        # and end is also a plain line.
+        self.plain = not console.is_terminal
+        self._total, self._done, self._started = total_trials, 0, 0.0
 
     def __enter__(self):
         self.progress.__enter__()
@@ -35,16 +41,25 @@ class StudyProgress:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
+    def _line(self, text: str) -> None:
+        if self.plain:
+            console.print(f"{time.strftime('%H:%M:%S')} [{self._done}/{self._total}] {text}", soft_wrap=True)
+
     def trial_skipped(self, trial) -> None:
         self.progress.advance(self.study_task)
+        self._done += 1
 
     def trial_started(self, trial) -> None:
         self.progress.update(self.study_task, info=f"{trial.label} seed={trial.seed}")
         self._epoch = None
+        self._started = time.perf_counter()
+        self._line(f"started {trial.label} seed={trial.seed}")
 
     def trial_finished(self, trial, state: str) -> None:
         if state != "paused":
             self.progress.advance(self.study_task)
+            self._done += 1
+        self._line(f"{state} {trial.label} seed={trial.seed} in {time.perf_counter() - self._started:.0f} s")
         self.progress.update(self.run_task, visible=False)
         if state == "failed":
             console.print(f"[red]trial {trial.label} seed={trial.seed} failed[/red] (see trials.csv)")

@@ -267,3 +267,22 @@ def test_the_runner_imports_neither_the_figures_nor_torchvision():
     code = "import sys; from bench.report import write_report; print('seaborn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
         == "True"  # the lazy name still resolves to the real function
+
+
+def test_progress_writes_a_line_per_trial_where_no_terminal_shows_the_bars(capsys):
+    """Output to a log file (the quick start's second worker, a batch job): rich draws its bars only at the end,
+    so each trial's start and end is a plain line with the count."""
+    import re
+    from types import SimpleNamespace
+
+    from bench.progress import StudyProgress
+
+    a, b = SimpleNamespace(label="stage=x,n=1", seed=0), SimpleNamespace(label="stage=x,n=2", seed=1)
+    with StudyProgress(3, "study") as progress:
+        assert progress.plain  # pytest captures stderr: not a terminal
+        progress.trial_skipped(a)
+        progress.trial_started(b)
+        progress.trial_finished(b, "complete")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "stage=x,n=2" in ln]
+    assert re.search(r"\[1/3\] started stage=x,n=2 seed=1$", lines[0])
+    assert re.search(r"\[2/3\] complete stage=x,n=2 seed=1 in \d+ s$", lines[1])
