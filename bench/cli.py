@@ -92,9 +92,10 @@ def cmd_run(args) -> int:
                                    train=not getattr(args, "no_train", False),
                                    sizes=sizes)  # the trial order weighs each run by its cost on its data
     rows = runner.study_status(study, args.results, storage)
-    why = " (skipped: finished before, or another worker's)" if summary.skipped else ""
-    print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed{why}",
+    print_table(f"study {study.name}: {summary.ran} run, {summary.skipped} skipped, {summary.failed} failed",
                 rows, ["stage", "config", "seed", "state"])
+    if summary.skipped:
+        console.print("skipped: finished before this call, or run by another worker")
     _stale_line(study, args.results / study.name)
     if summary.paused:
         console.print("session budget reached: run the same command again to resume")

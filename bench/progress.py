@@ -32,7 +32,7 @@ class StudyProgress:
         # Not a terminal (a log file, a batch job): rich draws its bars only at the end, so each trial's start
         # and end is also a plain line.
         self.plain = not console.is_terminal
-        self._total, self._done, self._started = total_trials, 0, 0.0
+        self._started = 0.0
 
     def __enter__(self):
         self.progress.__enter__()
@@ -43,11 +43,10 @@ class StudyProgress:
 
     def _line(self, text: str) -> None:
         if self.plain:
-            console.print(f"{time.strftime('%H:%M:%S')} [{self._done}/{self._total}] {text}", soft_wrap=True)
+            console.print(f"{time.strftime('%H:%M:%S')} {text}", soft_wrap=True)
 
     def trial_skipped(self, trial) -> None:
         self.progress.advance(self.study_task)
-        self._done += 1
 
     def trial_started(self, trial) -> None:
         self.progress.update(self.study_task, info=f"{trial.label} seed={trial.seed}")
@@ -58,7 +57,6 @@ class StudyProgress:
     def trial_finished(self, trial, state: str) -> None:
         if state != "paused":
             self.progress.advance(self.study_task)
-            self._done += 1
         self._line(f"{state} {trial.label} seed={trial.seed} in {time.perf_counter() - self._started:.0f} s")
         self.progress.update(self.run_task, visible=False)
         if state == "failed":

@@ -271,7 +271,7 @@ def test_the_runner_imports_neither_the_figures_nor_torchvision():
 
 def test_progress_writes_a_line_per_trial_where_no_terminal_shows_the_bars(capsys):
     """Output to a log file (the quick start's second worker, a batch job): rich draws its bars only at the end,
-    so each trial's start and end is a plain line with the count."""
+    so each trial's start and end is a plain line with the time."""
     import re
     from types import SimpleNamespace
 
@@ -284,5 +284,5 @@ def test_progress_writes_a_line_per_trial_where_no_terminal_shows_the_bars(capsy
         progress.trial_started(b)
         progress.trial_finished(b, "complete")
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "stage=x,n=2" in ln]
-    assert re.search(r"\[1/3\] started stage=x,n=2 seed=1$", lines[0])
-    assert re.search(r"\[2/3\] complete stage=x,n=2 seed=1 in \d+ s$", lines[1])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d started stage=x,n=2 seed=1", lines[0])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d complete stage=x,n=2 seed=1 in \d+ s", lines[1])
