@@ -35,3 +35,19 @@ def test_the_ablation_table_shows_each_rounds_range(monkeypatch):
     assert "spans x1.00 is within this machine's noise" in md
     noisy = next(r for r in csv if r["name"] == "noisy")
     assert (noisy["vs_default_min"], noisy["vs_default_max"]) == pytest.approx((0.95238, 1.11111), rel=1e-4)
+
+
+def test_a_speed_up_target_inside_its_rounds_range_says_so():
+    results = {"train_cpu": {"speedup_vs_peer": 1.04, "speedup_range": [0.98, 1.12], "best_peer": "diffusers",
+                             "param_gap": 0.0, "share_of_peak": 0.85},
+               "train_large": {"speedup_vs_peer": 1.20, "speedup_range": [1.10, 1.30], "best_peer": "diffusers",
+                               "param_gap": 0.0, "share_of_peak": 0.95},
+               "matmul_peak_gflops": 94.0, "conv_peak_gflops": 117.0,
+               "fid": {"speedup": 1.9, "max_abs_diff": 9e-6}, "data": {"inpainting": 100.0},
+               "study": {"share": 0.8}}
+    md = "\n".join(perf_run._targets_section(results))
+    cpu = next(line for line in md.splitlines() if "(cpu preset, params" in line)
+    large = next(line for line in md.splitlines() if "(larger config, params" in line)
+    assert "x1.04 (rounds x0.98-x1.12)" in cpu and cpu.endswith("NOT MET (within the rounds' range) |")
+    assert "x1.20 (rounds x1.10-x1.30)" in large and large.endswith("| MET |")  # x1.05 lies below every round
+    assert "two runs can disagree" in md
