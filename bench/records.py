@@ -47,10 +47,13 @@ def _point_columns(trial: dict) -> dict:
     return {f"param:{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in trial["point"].items()}
 
 
+# What every epoch records (the trainer's history), beside the evaluations' metrics; epoch_cpu_seconds: not in
+# histories written before CPU time was.
+EPOCH_METRICS = ("loss", "epoch_seconds", "images_per_second", "epoch_cpu_seconds")
+
+
 def _metric_items(record: dict) -> list[tuple[str, float]]:
-    items = [("loss", record["loss"]), ("epoch_seconds", record["epoch_seconds"]),
-             ("images_per_second", record["images_per_second"])]
-    items += [("epoch_cpu_seconds", record["epoch_cpu_seconds"])] if "epoch_cpu_seconds" in record else []
+    items = [(k, record[k]) for k in EPOCH_METRICS if k in record]
     items += [(k, v) for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))]
     return items
 

@@ -199,8 +199,9 @@ def curves_table(data: StudyData) -> pd.DataFrame:
     rec = data.records
     if rec.empty:
         return pd.DataFrame()
-    skip = {"loss", "epoch_seconds", "images_per_second", "epoch_cpu_seconds", "eval_seconds", "eval_cpu_seconds",
-            "n_samples", "sample_seconds_per_image"}
+    from ..records import EPOCH_METRICS
+
+    skip = {*EPOCH_METRICS, "eval_seconds", "eval_cpu_seconds", "n_samples", "sample_seconds_per_image"}
     rec = rec[(rec["target_stage"].astype(str).str.lower() == "true") & ~rec["metric"].isin(skip)
               & ~rec["metric"].str.endswith(("_se", "_std"))]
     if rec.empty:
